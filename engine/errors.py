@@ -1,0 +1,34 @@
+"""Errors the engine raises on purpose: each carries a message a person can act on."""
+
+
+class EngineError(Exception):
+    """Base class for every error the engine reports to the user."""
+
+
+class ModelLoadError(EngineError):
+    """A checkpoint is missing, truncated, of the wrong shape or of an unsupported kind."""
+
+
+class ContextOverflowError(EngineError):
+    """A request does not fit in the session's context; the numbers say by how much."""
+
+    def __init__(self, needed: int, available: int, context_length: int, detail: str = ""):
+        self.needed, self.available, self.context_length = needed, available, context_length
+        self.overflow = needed - available
+        text = (
+            f"The request needs {needed:,} tokens but only {available:,} of the "
+            f"{context_length:,}-token context are free ({self.overflow:,} too many)."
+        )
+        super().__init__(f"{text} {detail}".strip())
+
+
+class ImageError(EngineError):
+    """An image file that cannot be used: corrupt, empty, too large, or not an image."""
+
+
+class DocumentError(EngineError):
+    """A document whose text cannot be read: binary, encrypted, or without a text layer."""
+
+
+class Cancelled(EngineError):
+    """Work stopped because the user asked it to."""

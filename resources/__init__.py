@@ -1,0 +1,1 @@
+"""Icons, themes and the .desktop template, shipped as package data (`app.resources`)."""

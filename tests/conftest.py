@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny random checkpoints (built once per run) and the real 270M GGUF."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+from tests import tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_text_checkpoint(tmp_path_factory):
+    """Folder of a tiny random Gemma3ForCausalLM (config.json + model.safetensors)."""
+    return tiny.build_text_model(tmp_path_factory.mktemp("tiny_text"))
+
+
+@pytest.fixture(scope="session")
+def tiny_multimodal_checkpoint(tmp_path_factory):
+    """Folder of a tiny random Gemma3ForConditionalGeneration with a small SigLIP tower."""
+    return tiny.build_multimodal_model(tmp_path_factory.mktemp("tiny_mm"))
+
+
+@pytest.fixture(scope="session")
+def real_gguf():
+    """Path of the real Gemma 3 270M Q4_K_M GGUF (assembled from its PyPI chunks)."""
+    from engine.default_model import ensure_default_model
+
+    return ensure_default_model()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path, monkeypatch):
+    """Keep every test's settings and chats out of the real user folders (not the model cache)."""
+    monkeypatch.setenv("GEMMA_DESK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GEMMA_DESK_CONFIG_DIR", str(tmp_path / "config"))
