@@ -1,0 +1,50 @@
+"""What every checkpoint reader offers the loader."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from engine.config import ModelConfig
+
+
+class Checkpoint(ABC):
+    """A model on disk: its config, its tokenizer, and its tensors read one at a time."""
+
+    path: Path
+    config: ModelConfig
+
+    @abstractmethod
+    def tensor_names(self) -> list[str]:
+        """Canonical names of every tensor this checkpoint holds."""
+        ...
+
+    @abstractmethod
+    def read(self, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """One tensor, converted straight into `dtype` on `device` (no full-model fp32 copy)."""
+        ...
+
+    @abstractmethod
+    def tokenizer(self):
+        """The engine.tokenizer.Tokenizer that belongs to this checkpoint."""
+        ...
+
+    def iter_tensors(self, names, dtype, device) -> Iterator[tuple[str, torch.Tensor]]:
+        for name in names:
+            yield name, self.read(name, dtype, device)
+
+    def describe(self) -> str:
+        return self.path.name
+
+
+def is_gemma_norm(name: str) -> bool:
+    """Gemma RMSNorms (zero-centred in HF): the text norms, q/k norms and the soft-emb norm.
+
+    The SigLIP LayerNorms (layer_norm1/2, post_layernorm) are ordinary and excluded.
+    """
+    if name.startswith("vision_tower."):
+        return False
+    return name.endswith("norm.weight")

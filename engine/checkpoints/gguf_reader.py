@@ -1,0 +1,109 @@
+"""GGUF files (llama.cpp) of architecture `gemma3`, read through the `gguf` package."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.checkpoints.base import Checkpoint
+from engine.config import ModelConfig, text_config_from_gguf
+from engine.errors import ModelLoadError
+
+_BLOCK_NAMES = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "post_ffw_norm": "post_feedforward_layernorm",
+}
+_TOP_NAMES = {"token_embd": "embed_tokens", "output_norm": "norm", "output": "lm_head"}
+_BLOCK = re.compile(r"blk\.(\d+)\.(\w+)\.weight$")
+
+
+def canonical_gguf_name(name: str) -> str | None:
+    if match := _BLOCK.match(name):
+        layer, part = match.groups()
+        return f"layers.{layer}.{_BLOCK_NAMES[part]}.weight" if part in _BLOCK_NAMES else None
+    stem = name.removesuffix(".weight")
+    return f"{_TOP_NAMES[stem]}.weight" if stem in _TOP_NAMES else None
+
+
+class GGUFCheckpoint(Checkpoint):
+    """Norm weights in GGUF already hold the +1 (llama.cpp's norm_shift), so they pass as is."""
+
+    def __init__(self, path: Path):
+        import gguf
+
+        self.path = path
+        try:
+            self.reader = gguf.GGUFReader(str(path))
+        except Exception as exc:  # truncated or not a GGUF: numpy/struct errors of all kinds
+            raise ModelLoadError(f"{path}: not a readable GGUF file ({exc})") from exc
+        self.metadata = self._metadata()
+        arch = self.metadata.get("general.architecture")
+        if arch != "gemma3":
+            raise ModelLoadError(f"{path}: architecture '{arch}' is not supported (need gemma3)")
+        self._tensors = {}
+        for tensor in self.reader.tensors:
+            name = canonical_gguf_name(tensor.name)
+            if name is not None:
+                self._tensors[name] = tensor
+        if "embed_tokens.weight" not in self._tensors:
+            raise ModelLoadError(f"{path}: no token_embd.weight tensor")
+        self.config = self._config()
+
+    def _metadata(self) -> dict:
+        meta = {}
+        for key, field in self.reader.fields.items():
+            if key.startswith("tokenizer.ggml.") and len(field.data) > 16:
+                continue  # the vocabulary arrays are read by the tokenizer, not here
+            try:
+                meta[key] = field.contents()
+            except Exception:  # a field type this gguf version cannot decode: not needed
+                continue
+        return meta
+
+    def _config(self) -> ModelConfig:
+        prefix = "gemma3."
+        meta = {k[len(prefix):]: v for k, v in self.metadata.items() if k.startswith(prefix)}
+        embed = self._tensors["embed_tokens.weight"]
+        meta["vocab_size"] = int(embed.shape[1])  # GGML order: [hidden, vocab]
+        try:
+            return ModelConfig(text_config=text_config_from_gguf(meta))
+        except KeyError as exc:
+            raise ModelLoadError(f"{self.path}: metadata key gemma3.{exc.args[0]} missing") from exc
+
+    def tensor_names(self) -> list[str]:
+        return list(self._tensors)
+
+    def gguf_tensor(self, name: str):
+        if name not in self._tensors:
+            raise ModelLoadError(f"{self.path}: tensor '{name}' is missing from the GGUF file")
+        return self._tensors[name]
+
+    def read(self, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        from engine.checkpoints.dequant import dequantize
+
+        tensor = self.gguf_tensor(name)
+        shape = tuple(int(n) for n in reversed(tensor.shape))  # GGML lists the fastest dim first
+        try:
+            values = dequantize(np.asarray(tensor.data), tensor.tensor_type, shape)
+        except (ValueError, IndexError) as exc:
+            raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' is damaged ({exc})") from exc
+        return values.to(device=device, dtype=dtype)
+
+    def tokenizer(self):
+        from engine.tokenizer import Tokenizer
+
+        return Tokenizer.from_gguf(self.reader)

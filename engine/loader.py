@@ -1,0 +1,91 @@
+"""engine.load(): read a checkpoint tensor by tensor into a Model on the chosen device."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.checkpoints import open_checkpoint
+from engine.device import pick_device, pick_dtype
+from engine.errors import ModelLoadError
+from engine.memory import total_params
+from engine.model import Model
+from engine.text_model import TextModel
+
+
+def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmproj=None) -> Model:
+    report = progress or (lambda fraction, message: None)
+    started = time.perf_counter()
+    if source is None:
+        from engine.default_model import ensure_default_model
+
+        report(0.0, "Preparing the bundled Gemma 3 270M")
+        source = ensure_default_model()
+    checkpoint = open_checkpoint(source)
+    config = checkpoint.config
+    target = pick_device(device, total_params(config))
+    weight_dtype = pick_dtype(target, dtype)
+    with torch.device("meta"):
+        text = TextModel(config.text_config)
+    names = [name for name, _ in text.named_parameters()]
+    for i, name in enumerate(names):
+        report(i / len(names), f"Loading {name}")
+        _assign(text, name, _read(checkpoint, name, weight_dtype, target, text))
+    vision = _load_vision(checkpoint, config, weight_dtype, target, mmproj)
+    report(1.0, "Loading the tokenizer")
+    model = Model(config, text.eval(), vision, checkpoint.tokenizer(), Path(source),
+                  _describe(checkpoint, target, weight_dtype))
+    model.load_seconds = time.perf_counter() - started
+    return model
+
+
+def _read(checkpoint, name, dtype, device, module) -> torch.Tensor:
+    expected = module.get_parameter(name)
+    norm = expected.dtype == torch.float32 and expected.dim() == 1 and name.endswith("norm.weight")
+    tensor = checkpoint.read(name, torch.float32 if norm else dtype, device)
+    if tuple(tensor.shape) != tuple(expected.shape):
+        raise ModelLoadError(
+            f"{checkpoint.path}: tensor '{name}' has shape {tuple(tensor.shape)}, "
+            f"the config implies {tuple(expected.shape)}"
+        )
+    return tensor
+
+
+def _assign(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    setattr(owner, leaf, nn.Parameter(tensor, requires_grad=False))
+
+
+def _load_vision(checkpoint, config, dtype, device, mmproj):
+    if mmproj is not None:
+        from engine.checkpoints.mmproj import read_mmproj
+
+        vision_config, tensors = read_mmproj(mmproj)
+        config.vision_config = vision_config
+        source = tensors.__getitem__
+    elif config.vision_config is not None:
+        source = lambda name: checkpoint.read(name, torch.float32, torch.device("cpu"))  # noqa: E731
+    else:
+        return None
+    from engine.vision_model import VisionTower
+
+    with torch.device("meta"):
+        tower = VisionTower(config.vision_config, config.text_config.hidden_size,
+                            config.mm_tokens_per_image)
+    for name, expected in list(tower.named_parameters()):
+        tensor = source(name)
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise ModelLoadError(f"vision tensor '{name}' has shape {tuple(tensor.shape)}, "
+                                 f"expected {tuple(expected.shape)}")
+        keep_fp32 = name.endswith("norm.weight") and "vision_tower" not in name
+        _assign(tower, name, tensor.to(device, torch.float32 if keep_fp32 else dtype))
+    return tower.eval()
+
+
+def _describe(checkpoint, device, dtype) -> str:
+    name = getattr(checkpoint, "metadata", {}).get("general.name") or checkpoint.path.name
+    return f"{name} on {device.type.upper()}, {str(dtype).removeprefix('torch.')}"
