@@ -111,7 +111,8 @@ def text_config_from_hf(data: dict) -> TextConfig:
         data.setdefault("rope_theta", full.get("rope_theta", TextConfig.rope_theta))
         data.setdefault("rope_local_base_freq", local.get("rope_theta", 10_000.0))
         if full.get("rope_type", "default") != "default":
-            data["rope_scaling"] = {"rope_type": full["rope_type"], "factor": full.get("factor", 1.0)}
+            factor = full.get("factor", 1.0)
+            data["rope_scaling"] = {"rope_type": full["rope_type"], "factor": factor}
     pattern = data.get("sliding_window_pattern") or data.get("_sliding_window_pattern") or 6
     config = TextConfig(**_known(TextConfig, data))
     if not data.get("layer_types"):

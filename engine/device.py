@@ -31,7 +31,8 @@ def pick_device(requested: str = "auto", n_params: int | None = None) -> torch.d
         return torch.device(kinds[0])
     kind = requested.split(":")[0]
     if kind not in available_devices():
-        raise RuntimeError(f"Device '{requested}' is not available here; found {available_devices()}")
+        found = ", ".join(available_devices())
+        raise RuntimeError(f"Device '{requested}' is not available here (found: {found})")
     return torch.device(requested)
 
 

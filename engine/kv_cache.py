@@ -53,7 +53,8 @@ def chunk_masks(config: TextConfig, q_pos, q_block, global_keys, local_keys) -> 
             return None  # one new token at the end of a global cache sees everything
         return attention_mask(q_pos, k_pos, window, q_block, blocks_of(k_pos))
 
-    return ChunkMasks(local=build(local_keys, config.sliding_window), global_=build(global_keys, None))
+    local = build(local_keys, config.sliding_window)
+    return ChunkMasks(local=local, global_=build(global_keys, None))
 
 
 class GlobalLayerCache:

@@ -108,11 +108,12 @@ class Model:
     def image_keys(self, pixel_values: torch.Tensor | None) -> list[str]:
         if pixel_values is None:
             return []
-        return [hashlib.sha256(row.float().cpu().numpy().tobytes()).hexdigest() for row in pixel_values]
+        rows = (row.float().cpu().numpy().tobytes() for row in pixel_values)
+        return [hashlib.sha256(row).hexdigest() for row in rows]
 
     @torch.inference_mode()
     def image_features(self, pixel_values: torch.Tensor | None):
-        """([n, 256, d] features, content keys) for each image; repeated images are not re-encoded."""
+        """([256, d] features, content key) of each image; known images are not re-encoded."""
         if pixel_values is None or len(pixel_values) == 0:
             return [], []
         if self.vision is None:

@@ -97,7 +97,8 @@ class Session:
             raise ValueError(f"{len(blocks)} image blocks in the prompt, {len(features)} images")
         for (start, end), feature in zip(blocks, features):
             if end - start != feature.shape[0]:
-                raise ValueError(f"an image block holds {end - start} tokens, not {feature.shape[0]}")
+                n = feature.shape[0]
+                raise ValueError(f"an image block holds {end - start} tokens, not {n}")
 
     def _feed(self, ids, features, keys, progress, cancel) -> None:
         model, total = self.model, len(ids)
@@ -108,7 +109,9 @@ class Session:
             chunk_blocks = [(s, e) for s, e in blocks if a <= s and e <= b]
             chunk_feats = [features.pop(0) for _ in chunk_blocks]
             positions = torch.arange(self.n_tokens, self.n_tokens + b - a, device=model.device)
-            hidden = model.forward_chunk(ids[a:b], positions, chunk_blocks, chunk_feats, a, self.cache)
+            hidden = model.forward_chunk(
+                ids[a:b], positions, chunk_blocks, chunk_feats, a, self.cache
+            )
             self._next_logits = model.text.project(hidden[0, -1])
             self.ids.extend(ids[a:b])
             self._features.extend(chunk_feats)
@@ -128,7 +131,8 @@ class Session:
         if n == self.n_tokens:
             return
         kept_blocks = len(image_blocks(self.ids[:n], self.model.image_token_id))
-        self._features, self.image_keys = self._features[:kept_blocks], self.image_keys[:kept_blocks]
+        self._features = self._features[:kept_blocks]
+        self.image_keys = self.image_keys[:kept_blocks]
         self._snapshots = [s for s in self._snapshots if s["length"] <= n]
         self._next_logits = None
         if self.cache.truncate(n):

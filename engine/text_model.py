@@ -55,7 +55,8 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
         self.scale = config.query_pre_attn_scalar**-0.5
-        d, q_width, kv_width = config.hidden_size, self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        d = config.hidden_size
+        q_width, kv_width = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         self.q_proj = nn.Linear(d, q_width, bias=False)
         self.k_proj = nn.Linear(d, kv_width, bias=False)
         self.v_proj = nn.Linear(d, kv_width, bias=False)

@@ -25,7 +25,10 @@ def test_cli_info_reports_environment():
 
 
 def test_engine_never_imports_qt():
-    code = "import sys, engine, engine.cli, engine.device; print(any('PySide6' in m for m in sys.modules))"
+    code = (
+        "import sys, engine, engine.cli, engine.device, engine.loader\n"
+        "print(any('PySide6' in m for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

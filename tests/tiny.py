@@ -10,7 +10,7 @@ TEXT_OVERRIDES = dict(
     vocab_size=1000,
     hidden_size=64,
     intermediate_size=96,
-    num_hidden_layers=8,  # layers 0-4 local, 5 global, 6-7 local: the 5:1 pattern, not ending global
+    num_hidden_layers=8,  # 0-4 local, 5 global, 6-7 local: the 5:1 pattern, ending local
     num_attention_heads=4,
     num_key_value_heads=2,  # GQA
     head_dim=32,  # differs from hidden / heads = 16

@@ -32,7 +32,9 @@ class SafetensorsCheckpoint(Checkpoint):
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ModelLoadError(f"{path.parent}: no config.json, not a Hugging Face checkpoint")
+            raise ModelLoadError(
+                f"{path.parent}: no config.json, not a Hugging Face checkpoint"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{path}: not valid JSON ({exc})") from exc
 
