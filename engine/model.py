@@ -28,6 +28,7 @@ class Model:
         self.device, self.dtype = weight.device, weight.dtype
         self.image_token_id = config.image_token_index
         self._forbidden = self._forbidden_ids()
+        self.stop_ids = self._stop_ids()
         self._encoded: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def describe(self) -> str:
@@ -94,6 +95,12 @@ class Model:
         from engine.generate import forbid
 
         return forbid(logits, self._forbidden)
+
+    def _stop_ids(self) -> frozenset[int]:
+        if self.tokenizer is not None:
+            return frozenset(self.tokenizer.stop_ids)
+        eos = self.config.text_config.eos_token_id
+        return frozenset(eos if isinstance(eos, list) else [eos])
 
     def _forbidden_ids(self) -> torch.Tensor | None:
         """Image tokens and the padding rows past the tokenizer's vocabulary are never emitted."""

@@ -9,7 +9,7 @@ keeps a few snapshots of the rings at turn boundaries and replays from the neare
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -161,9 +161,21 @@ class Session:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def generate(self, max_new_tokens: int, sampling: Sampling | None = None, cancel=None,
-                 on_token: Callable[[int], None] | None = None) -> Iterator[str]:
+    def generate(self, max_new_tokens: int, sampling: Sampling | None = None,
+                 cancel=None) -> Iterator[str]:
         """Yield the answer's text pieces; greedy when `sampling` is None."""
+        decoder = self.model.tokenizer.stream_decoder()
+        for token in self.generate_ids(max_new_tokens, sampling, cancel):
+            text = decoder.push(token)
+            if text:
+                yield text
+        tail = decoder.flush()
+        if tail:
+            yield tail
+
+    def generate_ids(self, max_new_tokens: int, sampling: Sampling | None = None,
+                     cancel=None) -> Iterator[int]:
+        """Yield the answer's token ids (stop tokens excluded), appending each to the session."""
         stats = self.last_stats or GenerationStats()
         self.last_stats = stats
         start = self._request_start or time.perf_counter()
@@ -173,37 +185,30 @@ class Session:
         generator = None
         if sampling is not None and sampling.seed is not None:
             generator = torch.Generator(device=self.model.device).manual_seed(sampling.seed)
-        decoder = self.model.tokenizer.stream_decoder()
         first_at = None
         stats.stop_reason = "max_tokens"
-        for _ in range(max_new_tokens):
-            logits = self.model.allowed_logits(self._next_logits)
-            token = int(choose_token(logits, sampling, generator))
-            first_at = first_at or time.perf_counter()
-            stats.decode_tokens += 1
-            if token in self.model.tokenizer.stop_ids:
-                stats.stop_reason = "stop_token"
-                break
-            if on_token is not None:
-                on_token(token)
-            text = decoder.push(token)
-            if text:
-                yield text
-            if cancel is not None and cancel.is_set():
-                stats.stop_reason = "cancelled"
-                break
-            if self.n_tokens >= self.context_length:
-                stats.stop_reason = "context_full"
-                break
-            self._step(token)
-        tail = decoder.flush()
-        if tail:
-            yield tail
-        now = time.perf_counter()
-        if first_at is not None:
-            stats.ttft_s = first_at - start
-            stats.decode_s = now - first_at
-        self._snapshot()
+        try:
+            for _ in range(max_new_tokens):
+                logits = self.model.allowed_logits(self._next_logits)
+                token = int(choose_token(logits, sampling, generator))
+                first_at = first_at or time.perf_counter()
+                stats.decode_tokens += 1
+                if token in self.model.stop_ids:
+                    stats.stop_reason = "stop_token"
+                    break
+                yield token
+                if cancel is not None and cancel.is_set():
+                    stats.stop_reason = "cancelled"
+                    break
+                if self.n_tokens >= self.context_length:
+                    stats.stop_reason = "context_full"
+                    break
+                self._step(token)
+        finally:
+            if first_at is not None:
+                stats.ttft_s = first_at - start
+                stats.decode_s = time.perf_counter() - first_at
+            self._snapshot()
 
     def _step(self, token: int) -> None:
         positions = torch.tensor([self.n_tokens], device=self.model.device)
