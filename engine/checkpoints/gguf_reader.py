@@ -1,14 +1,15 @@
-"""GGUF files (llama.cpp) of architecture `gemma3`, read through the `gguf` package."""
+"""GGUF files (llama.cpp) of architecture `gemma3`."""
 
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from engine.checkpoints.base import Checkpoint
+from engine.checkpoints.gguf_file import GGUFFile
 from engine.config import ModelConfig, text_config_from_gguf
 from engine.errors import ModelLoadError
 
@@ -43,19 +44,17 @@ class GGUFCheckpoint(Checkpoint):
     """Norm weights in GGUF already hold the +1 (llama.cpp's norm_shift), so they pass as is."""
 
     def __init__(self, path: Path):
-        import gguf
-
         self.path = path
         try:
-            self.reader = gguf.GGUFReader(str(path))
-        except Exception as exc:  # truncated or not a GGUF: numpy/struct errors of all kinds
+            self.file = GGUFFile(path)
+        except (ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{path}: not a readable GGUF file ({exc})") from exc
-        self.metadata = self._metadata()
+        self.metadata = self.file.fields
         arch = self.metadata.get("general.architecture")
         if arch != "gemma3":
             raise ModelLoadError(f"{path}: architecture '{arch}' is not supported (need gemma3)")
         self._tensors = {}
-        for tensor in self.reader.tensors:
+        for tensor in self.file.tensors:
             name = canonical_gguf_name(tensor.name)
             if name is not None:
                 self._tensors[name] = tensor
@@ -63,22 +62,11 @@ class GGUFCheckpoint(Checkpoint):
             raise ModelLoadError(f"{path}: no token_embd.weight tensor")
         self.config = self._config()
 
-    def _metadata(self) -> dict:
-        meta = {}
-        for key, field in self.reader.fields.items():
-            if key.startswith("tokenizer.ggml.") and len(field.data) > 16:
-                continue  # the vocabulary arrays are read by the tokenizer, not here
-            try:
-                meta[key] = field.contents()
-            except Exception:  # a field type this gguf version cannot decode: not needed
-                continue
-        return meta
-
     def _config(self) -> ModelConfig:
         prefix = "gemma3."
         meta = {k[len(prefix):]: v for k, v in self.metadata.items() if k.startswith(prefix)}
         embed = self._tensors["embed_tokens.weight"]
-        meta["vocab_size"] = int(embed.shape[1])  # GGML order: [hidden, vocab]
+        meta["vocab_size"] = int(embed.shape[0])
         try:
             return ModelConfig(text_config=text_config_from_gguf(meta))
         except KeyError as exc:
@@ -96,9 +84,8 @@ class GGUFCheckpoint(Checkpoint):
         from engine.checkpoints.dequant import dequantize
 
         tensor = self.gguf_tensor(name)
-        shape = tuple(int(n) for n in reversed(tensor.shape))  # GGML lists the fastest dim first
         try:
-            values = dequantize(np.asarray(tensor.data), tensor.tensor_type, shape)
+            values = dequantize(tensor.data, tensor.qtype, tensor.shape)
         except (ValueError, IndexError) as exc:
             raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' is damaged ({exc})") from exc
         return values.to(device=device, dtype=dtype)
@@ -106,4 +93,4 @@ class GGUFCheckpoint(Checkpoint):
     def tokenizer(self):
         from engine.tokenizer import Tokenizer
 
-        return Tokenizer.from_gguf(self.reader)
+        return Tokenizer.from_gguf(self.file)
