@@ -62,16 +62,20 @@ class Model:
     # -- forward passes --------------------------------------------------------------------
 
     @torch.inference_mode()
-    def logits(self, ids: list[int], pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """fp32 logits [len(ids), vocab] of one full causal pass without a cache."""
+    def logits(self, ids: list[int], pixel_values: torch.Tensor | None = None, *,
+               rows: list[int] | None = None) -> torch.Tensor:
+        """fp32 logits [len(ids), vocab] of one full causal pass without a cache.
+
+        `rows` picks the positions to project (a 1,500-token pass has 1.5 GB of logits).
+        """
         ids = [int(i) for i in ids]
         features, _keys = self.image_features(pixel_values)
         blocks = image_blocks(ids, self.image_token_id)
         if len(blocks) != len(features):
             raise ValueError(f"{len(blocks)} image blocks in ids but {len(features)} images")
         positions = torch.arange(len(ids), device=self.device)
-        hidden = self.forward_chunk(ids, positions, blocks, list(features), 0, None)
-        return self.text.project(hidden[0])
+        hidden = self.forward_chunk(ids, positions, blocks, list(features), 0, None)[0]
+        return self.text.project(hidden if rows is None else hidden[rows])
 
     @torch.inference_mode()
     def forward_chunk(self, ids, positions, blocks, features, offset, cache):

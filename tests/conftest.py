@@ -31,6 +31,18 @@ def real_gguf():
     return ensure_default_model()
 
 
+@pytest.fixture(scope="session")
+def reference_270m(real_gguf):
+    """transformers' own model for the same GGUF (the oracle; about a minute to load)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        real_gguf.parent, gguf_file=real_gguf.name, dtype=torch.float32
+    )
+    return model.eval()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path, monkeypatch):
     """Keep every test's settings and chats out of the real user folders (not the model cache)."""
