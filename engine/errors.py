@@ -1,5 +1,9 @@
 """Errors the engine raises on purpose: each carries a message a person can act on."""
 
+from contextlib import contextmanager
+
+import torch
+
 
 class EngineError(Exception):
     """Base class for every error the engine reports to the user."""
@@ -28,6 +32,32 @@ class ImageError(EngineError):
 
 class DocumentError(EngineError):
     """A document whose text cannot be read: binary, encrypted, or without a text layer."""
+
+
+class OutOfMemory(EngineError):
+    """The device ran out of memory; the session is still usable with less context."""
+
+
+@contextmanager
+def device_memory_guard(device, what: str):
+    """Turn the allocators' out-of-memory errors into one clear OutOfMemory message."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise OutOfMemory(_oom_text(device, what)) from exc
+    except RuntimeError as exc:  # the CPU allocator reports with a plain RuntimeError
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        raise OutOfMemory(_oom_text(device, what)) from exc
+
+
+def _oom_text(device, what: str) -> str:
+    if getattr(device, "type", "") == "cuda":
+        torch.cuda.empty_cache()
+    return (
+        f"Out of memory on {getattr(device, 'type', device)} while {what}. "
+        "Try a shorter context length, fewer or smaller attachments, or a smaller model."
+    )
 
 
 class Cancelled(EngineError):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from engine.errors import Cancelled, ContextOverflowError
+from engine.errors import Cancelled, ContextOverflowError, device_memory_guard
 from engine.generate import GenerationStats, Sampling, choose_token
 from engine.prefill import image_blocks, plan_chunks
 
@@ -56,7 +56,8 @@ class Session:
         self._check_images(ids, features)
         self._request_start = self._request_start or time.perf_counter()
         started = time.perf_counter()
-        self._feed(ids, list(features), keys, progress, cancel)
+        with device_memory_guard(self.model.device, "reading the prompt"):
+            self._feed(ids, list(features), keys, progress, cancel)
         self._snapshot()
         self.last_stats = GenerationStats(
             prompt_tokens=len(ids), prefill_s=time.perf_counter() - started
@@ -203,7 +204,8 @@ class Session:
                 if self.n_tokens >= self.context_length:
                     stats.stop_reason = "context_full"
                     break
-                self._step(token)
+                with device_memory_guard(self.model.device, "writing the answer"):
+                    self._step(token)
         finally:
             if first_at is not None:
                 stats.ttft_s = first_at - start

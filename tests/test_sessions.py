@@ -171,3 +171,21 @@ def test_largest_context_that_fits():
     assert 1024 <= fits < 131072
     assert estimate(config, fits, "bfloat16")["total"] <= weights + 3 * 2**30
     assert estimate(config, fits + 1024, "bfloat16")["total"] > weights + 3 * 2**30
+
+
+def test_out_of_memory_becomes_a_clear_error_and_the_session_goes_on(model, monkeypatch):
+    from engine.errors import OutOfMemory
+
+    session = model.new_session(context_length=256)
+    session.prefill(prompt(20))
+    real = model.forward_chunk
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model, "forward_chunk", exhausted)
+    with pytest.raises(OutOfMemory, match="Out of memory on cpu while reading the prompt"):
+        session.prefill(prompt(30, seed=9))
+    monkeypatch.setattr(model, "forward_chunk", real)
+    session.truncate(20)
+    assert session.n_tokens == 20 and len(list(session.generate_ids(3))) == 3
