@@ -67,13 +67,15 @@ class Session:
         """Make the session hold exactly `ids`, reusing the longest prefix already cached."""
         self._request_start = time.perf_counter()
         ids = [int(i) for i in ids]
+        if not ids:
+            raise ValueError("An empty prompt: nothing to answer")
         keys = self.model.image_keys(pixel_values)
-        common = self._common_prefix(ids, keys)
-        if common == len(ids) == self.n_tokens and self._next_logits is not None:
-            self.last_stats = GenerationStats(reused_tokens=common)
-            return common
-        common = min(common, len(ids) - 1)  # the last token is fed again for its logits
-        self.truncate(common)
+        self.truncate(self._common_prefix(ids, keys))  # may restore logits from a snapshot
+        if self.n_tokens == len(ids) and self._next_logits is not None:
+            self.last_stats = GenerationStats(reused_tokens=self.n_tokens)
+            return self.n_tokens
+        if self.n_tokens == len(ids):
+            self.truncate(len(ids) - 1)  # the last token is fed again for its logits
         common = self.n_tokens  # truncate may step back to an image block's start
         skip = len(image_blocks(ids[:common], self.model.image_token_id))
         rows = None if pixel_values is None else pixel_values[skip:]
@@ -135,11 +137,14 @@ class Session:
         self._features = self._features[:kept_blocks]
         self.image_keys = self.image_keys[:kept_blocks]
         self._snapshots = [s for s in self._snapshots if s["length"] <= n]
+        exact = next((s for s in self._snapshots if s["length"] == n), None)
         self._next_logits = None
         if self.cache.truncate(n):
             self.ids = self.ids[:n]
-            return
-        self._replay(n)
+        else:
+            self._replay(n)
+        if exact is not None:  # a turn boundary: its next-token logits were kept
+            self._next_logits = exact["logits"]
 
     def _replay(self, n: int) -> None:
         """The rings lost state the window before n needs: restore a snapshot and feed on."""
@@ -157,7 +162,7 @@ class Session:
     def _snapshot(self) -> None:
         if self._snapshots and self._snapshots[-1]["length"] == self.n_tokens:
             return
-        self._snapshots.append(self.cache.snapshot())
+        self._snapshots.append({**self.cache.snapshot(), "logits": self._next_logits})
         del self._snapshots[:-MAX_SNAPSHOTS]
 
     # -- decoding --------------------------------------------------------------------------

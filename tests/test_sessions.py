@@ -189,3 +189,13 @@ def test_out_of_memory_becomes_a_clear_error_and_the_session_goes_on(model, monk
     monkeypatch.setattr(model, "forward_chunk", real)
     session.truncate(20)
     assert session.n_tokens == 20 and len(list(session.generate_ids(3))) == 3
+
+
+def test_regenerate_reuses_the_whole_prompt_even_after_a_long_answer(model):
+    session = model.new_session(context_length=256, chunk_size=8)
+    ids = prompt(40, seed=11)
+    session.prefill_to(ids)
+    first = list(session.generate_ids(40))  # longer than window + chunk: the rings wrap
+    assert session.prefill_to(ids) == len(ids)  # regenerate: nothing to prefill again
+    assert session.last_stats.prompt_tokens == 0
+    assert list(session.generate_ids(40)) == first
