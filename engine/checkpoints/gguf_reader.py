@@ -91,6 +91,8 @@ class GGUFCheckpoint(Checkpoint):
         return values.to(device=device, dtype=dtype)
 
     def tokenizer(self):
+        if "tokenizer.ggml.tokens" not in self.metadata:
+            return None  # weights alone still give logits; text generation needs a tokenizer
         from engine.tokenizer import Tokenizer
 
         return Tokenizer.from_gguf(self.file)
