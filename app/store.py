@@ -41,6 +41,9 @@ FINAL_STATUSES = tuple(s for s in STATUSES if s != "streaming")
 
 
 class Store:
+    """The chats on disk. Methods return plain objects (app/conversation.py); a missing id is a
+    KeyError, a bad role/status a ValueError. Close it (or use `with`) when the app quits."""
+
     def __init__(self, path: Path | None = None, *, recover: bool = True) -> None:
         """Open (or create) the chat database; `recover=False` leaves "streaming" answers alone
         (for a process that is not the app itself)."""
@@ -52,7 +55,11 @@ class Store:
         self._lock = threading.RLock()
         self._unsent_files: set[str] = set()  # added, not yet in a message: never delete these
         self._db = self._open()
-        self.backup_path = store_db.migrate(self._db, self.path.parent / "backups")
+        try:
+            self.backup_path = store_db.migrate(self._db, self.path.parent / "backups")
+        except BaseException:
+            self._db.close()
+            raise
         self.interrupted_ids = self.recover_interrupted() if recover else []
 
     def _open(self):
@@ -122,9 +129,8 @@ class Store:
             found = store_rows.conversations(db, "WHERE id = ?", (conversation_id,))
             if not found:
                 raise KeyError(f"no conversation with id {conversation_id!r}")
-            found[0].messages = store_rows.messages(
-                db, "WHERE conversation_id = ? ORDER BY seq", (conversation_id,),
-                self.files.path_for)
+            found[0].messages = store_rows.messages(db, "m.conversation_id = ?",
+                                                    (conversation_id,), self.files.path_for)
         return found[0]
 
     def has_conversation(self, conversation_id: str) -> bool:
@@ -195,12 +201,12 @@ class Store:
             if role == "user":
                 db.execute("UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
                            (store_rows.title_for(message), conversation_id))
-        self._unsent_files -= {a.sha256 for a in message.attachments}
+            self._unsent_files -= {a.sha256 for a in message.attachments}
         return message
 
     def get_message(self, message_id: str) -> Message:
         with self._read() as db:
-            found = store_rows.messages(db, "WHERE id = ?", (message_id,), self.files.path_for)
+            found = store_rows.messages(db, "m.id = ?", (message_id,), self.files.path_for)
         if not found:
             raise KeyError(f"no message with id {message_id!r}")
         return found[0]
@@ -264,7 +270,8 @@ class Store:
             name = Path(source).name
         source = Path(source) if isinstance(source, str) else source
         sha, size, stored = self.files.add(source)
-        self._unsent_files.add(sha)
+        with self._lock:
+            self._unsent_files.add(sha)
         mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
         return Attachment(kind, name, sha, size, stored, mime, **details)
 
@@ -291,8 +298,7 @@ class Store:
             store_rows.insert_conversation(db, chat)
             for message in chat.messages:
                 store_rows.insert_message(db, message)
-        for message in chat.messages:
-            self._unsent_files -= {a.sha256 for a in message.attachments}
+                self._unsent_files -= {a.sha256 for a in message.attachments}
 
     def ids_in_use(self, chat: Conversation) -> bool:
         ids = [chat.id] + [m.id for m in chat.messages]

@@ -21,16 +21,23 @@ def conversations(db, where: str = "", args: tuple = ()) -> list[Conversation]:
 
 
 def messages(db, where: str, args: tuple, path_for: Callable[[str], Path]) -> list[Message]:
-    rows = db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages {where}", args).fetchall()
-    return [_message(db, row, path_for) for row in rows]
+    """Messages matching `where` (on the alias m) in chat order, with their attachments; two
+    queries however many messages there are."""
+    rows = db.execute(f"SELECT {_aliased('m', MESSAGE_COLUMNS)} FROM messages AS m "
+                      f"WHERE {where} ORDER BY m.seq", args).fetchall()
+    files: dict[str, list[Attachment]] = {}
+    for message_id, kind, name, sha, size, mime, *rest in db.execute(
+            f"SELECT a.message_id, {_aliased('a', ATTACHMENT_COLUMNS)} FROM attachments AS a "
+            f"JOIN messages AS m ON m.id = a.message_id WHERE {where} "
+            "ORDER BY a.message_id, a.position", args):
+        files.setdefault(message_id, []).append(
+            Attachment(kind, name, sha, size, path_for(sha), mime, *rest))
+    return [Message(*row[:4], files.get(row[0], []), row[4], row[5], json.loads(row[6]))
+            for row in rows]
 
 
-def _message(db, row, path_for: Callable[[str], Path]) -> Message:
-    rows = db.execute(f"SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE message_id = ? "
-                      "ORDER BY position", (row[0],)).fetchall()
-    attachments = [Attachment(kind, name, sha, size, path_for(sha), mime, *rest)
-                   for kind, name, sha, size, mime, *rest in rows]
-    return Message(*row[:4], attachments, row[4], row[5], json.loads(row[6]))
+def _aliased(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
 
 
 def insert_conversation(db, chat: Conversation) -> None:
