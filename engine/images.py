@@ -1,0 +1,191 @@
+"""Images in: open any picture Pillow reads, safely, and preprocess it the way Gemma 3 expects.
+
+GEMMA3_REFERENCE.md 2.6 and 2.7: RGB (transparency composited on white), a bilinear resize to
+896x896 ignoring the aspect ratio, (x/255 - 0.5)/0.5, and HF's pan-and-scan arithmetic. The
+tests hold `preprocess` to transformers' PIL-based Gemma3 image processor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine.errors import ImageError
+
+IMAGE_SIZE = 896
+MIN_CROP, MAX_CROPS, MIN_RATIO = 256, 4, 1.2  # HF's pan-and-scan defaults
+TOKENS_PER_IMAGE = 260  # "\n\n", <start_of_image>, 256 soft tokens, <end_of_image>, "\n\n"
+MAX_PIXELS = 120_000_000  # beyond any phone photo; a bigger header is a decompression bomb
+MAX_FILE_BYTES = 512 * 2**20
+# Huge photos are reduced first, cheaply, but never below this shorter side: at that size
+# pan-and-scan still gets full-resolution crops and (long side >= 7 x 256) the same crop count.
+KEEP_SHORT_SIDE = 2 * IMAGE_SIZE
+_DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError,
+            TypeError, ZeroDivisionError)
+
+
+def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """An RGB image from a file or its bytes, EXIF orientation applied; ImageError otherwise."""
+    label = name or (str(source) if isinstance(source, (str, Path)) else "the image")
+    data = _read(source, label)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                _check_size(image.size, label)
+                _draft(image)
+                image.load()
+                return _reduce(to_rgb(_upright(image)))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{label}: refused, the image is too large ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image (PNG, JPEG, WebP, GIF, BMP or TIFF "
+                         "expected)") from None
+    except MemoryError:
+        raise ImageError(f"{label}: not enough memory to decode this image") from None
+    except _DAMAGED as exc:
+        raise ImageError(f"{label}: the image is damaged or incomplete ({exc})") from None
+
+
+def _read(source, label: str) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if path.is_dir():
+                raise ImageError(f"{label}: is a folder, not an image")
+            if size > MAX_FILE_BYTES:
+                raise ImageError(f"{label}: {size / 2**20:,.0f} MB is too big for an image "
+                                 f"(the limit is {MAX_FILE_BYTES // 2**20} MB)")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"{label}: no such file") from None
+        except OSError as exc:
+            raise ImageError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageError(f"{label}: the file is empty (0 bytes)")
+    return data
+
+
+def _check_size(size: tuple[int, int], label: str) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"{label}: the image has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{label}: refused, {width:,}x{height:,} pixels ({width * height / 1e6:,.0f} "
+            f"megapixels) is over the {MAX_PIXELS / 1e6:.0f}-megapixel limit. "
+            "Scale the picture down and attach it again."
+        )
+
+
+def _reduction(size: tuple[int, int]) -> int:
+    """The integer factor a huge image may be shrunk by without losing what the model sees."""
+    return max(1, min(size) // KEEP_SHORT_SIDE)
+
+
+def _draft(image: Image.Image) -> None:
+    """JPEG decodes at 1/2, 1/4 or 1/8 scale for almost nothing: ask for it on huge photos."""
+    factor = _reduction(image.size)
+    if factor > 1 and image.format == "JPEG":
+        width, height = image.size
+        image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    factor = _reduction(image.size)
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except _DAMAGED:  # a broken EXIF block loses only the orientation, not the picture
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited on white (as transformers' convert_to_rgb does)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _to_8_bit(image)
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale to 8 bits; Pillow would clip them instead."""
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode == "F" and top <= 1.0:
+        scale = 255.0
+    elif image.mode.startswith("I;16") or top > 255:
+        scale = 255.0 / 65535.0
+    else:
+        scale = 1.0
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "L")
+
+
+# -- preprocessing ------------------------------------------------------------------------------
+
+
+def crop_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Pan-and-scan crops as (left, top, right, bottom), left to right or top to bottom.
+
+    HF's arithmetic: crops along the long side only, about one per short side, at least 2 and
+    at most 4, none narrower than 256 pixels, only when the aspect ratio is at least 1.2.
+    """
+    long, short = max(width, height), min(width, height)
+    if long / short < MIN_RATIO:
+        return []
+    count = min(math.floor(long / short + 0.5), math.floor(long / MIN_CROP))
+    count = min(max(2, count), MAX_CROPS)
+    across, down = (count, 1) if width >= height else (1, count)
+    crop_w, crop_h = math.ceil(width / across), math.ceil(height / down)
+    if min(crop_w, crop_h) < MIN_CROP:
+        return []
+    return [(x, y, min(x + crop_w, width), min(y + crop_h, height))
+            for y in range(0, down * crop_h, crop_h) for x in range(0, across * crop_w, crop_w)]
+
+
+def image_cost(image: Image.Image, pan_and_scan: bool) -> int:
+    """How many crops `preprocess` will add: the image takes 260 * (1 + crops) tokens."""
+    return len(crop_boxes(*image.size)) if pan_and_scan else 0
+
+
+def preprocess(image: Image.Image, pan_and_scan: bool) -> tuple[torch.Tensor, int]:
+    """(float32 pixel_values [1 + crops, 3, 896, 896] in [-1, 1], crops); the original first."""
+    image = image if image.mode == "RGB" else to_rgb(image)
+    boxes = crop_boxes(*image.size) if pan_and_scan else []
+    views = [image] + [image.crop(box) for box in boxes]
+    return torch.stack([_pixels(view) for view in views]), len(boxes)
+
+
+def _pixels(view: Image.Image) -> torch.Tensor:
+    resized = view.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    values = torch.from_numpy(np.asarray(resized, dtype=np.float32))  # [H, W, 3]
+    return (values.permute(2, 0, 1) / 255.0 - 0.5) / 0.5
+
+
+def sha256(source: str | Path | bytes) -> str:
+    """Hex SHA-256 of a file's or a buffer's content: the key of an image everywhere."""
+    digest = hashlib.sha256()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
