@@ -1,0 +1,260 @@
+"""Text out of every supported kind of file; binary, encrypted and scanned files refused clearly.
+
+Every file is generated here: PDFs are written by hand (a few objects and an xref table),
+DOCX by python-docx, encrypted PDFs by pypdf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from engine.documents import extract
+from engine.errors import DocumentError
+
+
+def make_pdf(path, pages: list[str]):
+    """A PDF with one Helvetica text line per line of each page's text (Latin-1 only)."""
+    n = len(pages)
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Kids [{kids}] /Count {n} >>",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
+    for i, text in enumerate(pages):
+        shown = " T* ".join(f"({_pdf_escape(line)}) Tj" for line in text.split("\n"))
+        stream = f"BT /F1 11 Tf 14 TL 72 740 Td {shown} ET"
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                       f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>")
+        objects.append(f"<< /Length {len(stream.encode('latin-1'))} >>\n"
+                       f"stream\n{stream}\nendstream")
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
+    trailer = f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    out += trailer.encode()
+    path.write_bytes(bytes(out))
+    return path
+
+
+def _pdf_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def report_pages(n: int) -> list[str]:
+    return [f"Report page {p} of {n}.\nFinding {p}: the value rose to {p * 7} units."
+            for p in range(1, n + 1)]
+
+
+def encrypted_copy(source, target, user_password: str):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(source))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+    with open(target, "wb") as handle:
+        writer.write(handle)
+    return target
+
+
+# -- PDF ---------------------------------------------------------------------------------
+
+
+def test_300_page_pdf_keeps_page_numbers(tmp_path):
+    path = make_pdf(tmp_path / "report.pdf", report_pages(300))
+    doc = extract(path)
+    assert (doc.kind, doc.unit, doc.total, len(doc.pages)) == ("pdf", "page", 300, 300)
+    number, text = doc.pages[136]
+    assert number == 137
+    assert "Report page 137 of 300." in text and "rose to 959 units" in text
+    assert [s.start for s in doc.sections] == list(range(1, 301))
+    assert doc.sections[-1].title == "Page 300"
+    assert doc.size == path.stat().st_size
+    assert doc.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pdf_text_with_parentheses_and_accents(tmp_path):
+    doc = extract(make_pdf(tmp_path / "a.pdf", ["Café (draft) costs 5\\6"]))
+    assert doc.pages == [(1, "Café (draft) costs 5\\6")]
+
+
+def test_encrypted_pdf_is_refused_by_name(tmp_path):
+    plain = make_pdf(tmp_path / "plain.pdf", report_pages(2))
+    locked = encrypted_copy(plain, tmp_path / "secret-plan.pdf", "hunter2")
+    with pytest.raises(DocumentError, match=r"secret-plan\.pdf is a password-protected"):
+        extract(locked)
+
+
+def test_pdf_locked_only_against_editing_is_read(tmp_path):
+    plain = make_pdf(tmp_path / "plain.pdf", report_pages(2))
+    doc = extract(encrypted_copy(plain, tmp_path / "no-edit.pdf", ""))
+    assert "Report page 2 of 2." in doc.pages[1][1]
+
+
+def test_scanned_pdf_without_text_layer_is_refused(tmp_path):
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(3):
+        writer.add_blank_page(612, 792)
+    path = tmp_path / "scan.pdf"
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    with pytest.raises(DocumentError, match=r"scan\.pdf has no text layer"):
+        extract(path)
+
+
+def test_damaged_and_fake_pdfs(tmp_path):
+    good = make_pdf(tmp_path / "good.pdf", report_pages(3)).read_bytes()
+    (tmp_path / "cut.pdf").write_bytes(good[:40])
+    with pytest.raises(DocumentError, match=r"cut\.pdf"):
+        extract(tmp_path / "cut.pdf")
+    (tmp_path / "notes.pdf").write_text("just text")
+    with pytest.raises(DocumentError, match=r"notes\.pdf is named \.pdf but is not a PDF"):
+        extract(tmp_path / "notes.pdf")
+
+
+# -- text encodings ----------------------------------------------------------------------
+
+SAMPLE = "Grüße aus Köln — “quoted”, €5.\n東京の天気\nsecond line"
+
+
+@pytest.mark.parametrize("encoding, label", [
+    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8 with BOM"), ("utf-16", "with BOM"),
+    ("utf-16-le", "utf-16-le"), ("utf-16-be", "utf-16-be"), ("utf-32", "with BOM"),
+])
+def test_unicode_encodings(tmp_path, encoding, label):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(SAMPLE.encode(encoding))
+    doc = extract(path)
+    assert doc.text == SAMPLE
+    assert label in doc.encoding
+    assert (doc.kind, doc.unit, doc.total) == ("text", "line", 3)
+
+
+@pytest.mark.parametrize("text, encoding", [
+    ("Le café était très naïve — “cité” pour 5 €.", "cp1252"),
+    ("Привет! Это отчёт о продажах за второй квартал.", "cp1251"),
+])
+def test_legacy_8bit_text(tmp_path, text, encoding):
+    path = tmp_path / "old.txt"
+    path.write_bytes(text.encode(encoding))
+    doc = extract(path)
+    assert (doc.text, doc.encoding) == (text, encoding)
+
+
+def test_line_ends_are_normalised(tmp_path):
+    path = tmp_path / "dos.log"
+    path.write_bytes(b"one\r\ntwo\rthree\r\n")
+    doc = extract(path)
+    assert (doc.kind, doc.text, doc.total) == ("log", "one\ntwo\nthree", 3)
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("data.csv", "csv"), ("data.json", "json"), ("conf.yaml", "yaml"), ("main.py", "code"),
+    ("lib.rs", "code"), ("README", "text"), ("guide.md", "markdown"),
+])
+def test_kinds_by_name(tmp_path, name, kind):
+    path = tmp_path / name
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    assert extract(path).kind == kind
+
+
+def test_markdown_sections_follow_headings_outside_code(tmp_path):
+    path = tmp_path / "guide.md"
+    path.write_text("Intro line\n# Install\npip install x\n```sh\n# not a heading\n```\n"
+                    "## Use it ##\nrun it\n", encoding="utf-8")
+    doc = extract(path)
+    assert [(s.title, s.start, s.end) for s in doc.sections] == [
+        ("", 1, 1), ("Install", 2, 6), ("Use it", 7, 8)]
+    assert doc.sections[1].text == "# Install\npip install x\n```sh\n# not a heading\n```"
+
+
+# -- binary and broken input -------------------------------------------------------------
+
+
+def test_binary_file_with_nul_bytes_is_refused(tmp_path):
+    path = tmp_path / "photo.txt"
+    path.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(DocumentError, match=r"photo\.txt looks like a binary file"):
+        extract(path)
+
+
+def test_binary_file_of_control_characters_is_refused(tmp_path):
+    path = tmp_path / "blob.dat"
+    path.write_bytes(bytes([1, 2, 3, 4, 5, 6, 65, 66, 14, 15, 16, 17, 18]) * 500)
+    with pytest.raises(DocumentError, match=r"blob\.dat looks like a binary file"):
+        extract(path)
+
+
+def test_empty_missing_and_zip_files(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(DocumentError, match=r"empty\.txt is empty"):
+        extract(tmp_path / "empty.txt")
+    with pytest.raises(DocumentError, match=r"gone\.txt cannot be opened"):
+        extract(tmp_path / "gone.txt")
+    (tmp_path / "blank.md").write_text("\n\n   \n")
+    with pytest.raises(DocumentError, match=r"blank\.md contains no text"):
+        extract(tmp_path / "blank.md")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "sheet.xlsx", "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(DocumentError, match=r"sheet\.xlsx is a ZIP-based file"):
+        extract(tmp_path / "sheet.xlsx")
+
+
+# -- DOCX and HTML -----------------------------------------------------------------------
+
+
+def make_docx(path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Quarterly report", level=0)
+    document.add_paragraph("Sales grew in every region.")
+    document.add_heading("Numbers", level=1)
+    table = document.add_table(rows=2, cols=2)
+    for row, values in zip(table.rows, [("Region", "Sales"), ("North", "120")]):
+        for cell, value in zip(row.cells, values):
+            cell.text = value
+    document.add_paragraph("Margins held.", style="List Bullet")
+    document.add_heading("Outlook", level=2)
+    document.add_paragraph("Steady.")
+    document.save(path)
+    return path
+
+
+def test_docx_paragraphs_headings_and_tables(tmp_path):
+    doc = extract(make_docx(tmp_path / "q3.docx"))
+    assert (doc.kind, doc.unit, doc.total) == ("docx", "section", 3)
+    assert [s.title for s in doc.sections] == ["Quarterly report", "Numbers", "Outlook"]
+    assert doc.sections[0].text == "# Quarterly report\nSales grew in every region."
+    assert doc.sections[1].text == "# Numbers\n| Region | Sales |\n| North | 120 |\n- Margins held."
+    assert doc.sections[2].text == "## Outlook\nSteady."
+
+
+HTML = """<!DOCTYPE html><html><head><title>Ignored title</title>
+<style>body { color: red }</style><script>var secret = "<p>not text</p>";</script></head>
+<body><nav><ul><li>Home</li><li>About</li></ul></nav>
+<h1>Release   notes</h1><p>Fish &amp; chips,
+  now &lt;faster&gt;.</p><script type="module">alert("x")</script>
+<h2>Details</h2><table><tr><th>Key</th><th>Value</th></tr><tr><td>a</td><td>1</td></tr></table>
+<pre>  indented
+    code</pre><noscript>Enable JS</noscript></body></html>"""
+
+
+def test_html_text_without_scripts_or_styles(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text(HTML, encoding="utf-8")
+    doc = extract(path)
+    assert doc.kind == "html" and doc.unit == "section"
+    assert [s.title for s in doc.sections] == ["Section 1", "Release notes", "Details"]
+    assert doc.sections[0].text == "- Home\n- About"
+    assert doc.sections[1].text == "# Release notes\nFish & chips, now <faster>."
+    assert doc.sections[2].text == "## Details\nKey | Value\na | 1\n  indented\n    code"
+    for hidden in ("secret", "alert", "color", "Ignored", "Enable JS"):
+        assert hidden not in doc.text
