@@ -1,0 +1,118 @@
+"""The app's chat turns as Chat Completions messages, and the server address (for engine.remote).
+
+Images travel as data URLs inside the message, documents as text blocks marked where they begin
+and end, so a server sees the same chat the local engine would.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SENT_AS_IS = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str  # "http" or "https"
+    host: str
+    port: int
+    root: str  # path of the server itself ("" or a proxy's prefix): /props, /api/show live here
+    api: str  # path of the OpenAI-compatible API, usually "/v1"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.api}"
+
+
+def parse_base_url(url: str) -> Endpoint:
+    """Accept what people paste: "localhost:8000", "http://gpu-box:8000/v1", even the full
+    ".../v1/chat/completions"."""
+    text = (url or "").strip()
+    if not text:
+        raise ValueError("Enter the server's address, e.g. http://127.0.0.1:8000/v1")
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"The server address must start with http:// or https://, not {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"The server address {url!r} names no host")
+    if parts.username or parts.password:
+        raise ValueError("Put the API key in its own field, not in the server address")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"The port in {url!r} is not a number from 1 to 65535") from None
+    path = parts.path.rstrip("/")
+    for tail in ("/chat/completions", "/completions", "/models"):
+        path = path.removesuffix(tail)
+    api = path or "/v1"
+    return Endpoint(parts.scheme, parts.hostname, port, api.removesuffix("/v1"), api)
+
+
+def build_messages(turns, system_prompt: str = "") -> list[dict]:
+    """Messages for /chat/completions from the app's turns (objects with .role, .text and
+    .attachments, like app.conversation.Message). Answers with no text yet are left out."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    for turn in turns:
+        role = ROLES.get(turn.role)
+        if role is None:
+            raise ValueError(f"A chat turn has the unknown role {turn.role!r}")
+        attachments = list(getattr(turn, "attachments", None) or [])
+        if role == "assistant" and not turn.text:
+            continue
+        content = user_content(turn.text, attachments) if attachments else turn.text
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def user_content(text: str, attachments) -> str | list[dict]:
+    """Documents first, then the question; a list of parts only when there are images."""
+    blocks = [document_block(a.name, _document_text(a))
+              for a in attachments if a.kind == "document"]
+    text = "\n\n".join([*blocks, text] if text else blocks)
+    images = [image_part(a.path) for a in attachments if a.kind == "image"]
+    if not images:
+        return text
+    return [*images, {"type": "text", "text": text}] if text else images
+
+
+def document_block(name: str, text: str) -> str:
+    return f"[Document: {name}]\n{text}\n[End of document: {name}]"
+
+
+def image_part(path) -> dict:
+    """An image content part with the picture as a data URL (PNG and JPEG sent as they are,
+    other formats converted to PNG, which every server reads)."""
+    data = Path(path).read_bytes()
+    mime = next((kind for magic, kind in SENT_AS_IS.items() if data.startswith(magic)), None)
+    if mime is None:
+        data, mime = _as_png(data, Path(path).name), "image/png"
+    url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _as_png(data: bytes, name: str) -> bytes:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            out = io.BytesIO()
+            image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, "PNG")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError(f"{name} cannot be sent as an image: {exc}") from exc
+    return out.getvalue()
+
+
+def _document_text(attachment) -> str:
+    text = getattr(attachment, "extracted_text", None)
+    if text is None:
+        raise ValueError(f"The text of {attachment.name} has not been read yet")
+    return text
