@@ -38,15 +38,19 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     data = _read(source, label)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # size limits are ours; EXIF noise is not news
             with Image.open(io.BytesIO(data)) as image:
                 _check_size(image.size, label)
                 _draft(image)
                 image.load()
                 return _reduce(to_rgb(_upright(image)))
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: refused, the image is too large ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{label}: refused, its header claims more than "
+                         f"{MAX_PIXELS / 1e6:.0f} megapixels (a damaged file or a "
+                         "decompression bomb)") from None
     except UnidentifiedImageError:
+        if kind := _claimed_format(data):
+            raise ImageError(f"{label}: a damaged {kind} file that cannot be read") from None
         raise ImageError(f"{label}: not an image (PNG, JPEG, WebP, GIF, BMP or TIFF "
                          "expected)") from None
     except MemoryError:
@@ -75,6 +79,14 @@ def _read(source, label: str) -> bytes:
     if not data:
         raise ImageError(f"{label}: the file is empty (0 bytes)")
     return data
+
+
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
+          b"II*\0": "TIFF", b"MM\0*": "TIFF", b"RIFF": "WebP"}
+
+
+def _claimed_format(data: bytes) -> str | None:
+    return next((kind for magic, kind in _MAGIC.items() if data.startswith(magic)), None)
 
 
 def _check_size(size: tuple[int, int], label: str) -> None:
