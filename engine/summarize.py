@@ -1,0 +1,229 @@
+"""Summarise a long file: whole when it fits, else section by section and then combined.
+
+The answer always states what was read ("pages 1-240 of 240 in 12 sections", or "pages 1-212
+of 240" for a first part); nothing is cut without saying so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from engine.context import (
+    DOCUMENT_NOTE,
+    chunk_label,
+    count_tokens,
+    coverage,
+    document_block,
+    first_part,
+    plan_chunks,
+    span,
+)
+from engine.documents import Document
+from engine.errors import Cancelled, ContextOverflowError, EngineError
+
+MARGIN = 4  # a block's tokens inside a prompt can differ from its own count by a token or two
+TASKS = {  # what an instruction-tuned model is asked
+    "whole": "Summarise this file. Keep the names, numbers and conclusions that matter.",
+    "section": "Summarise this part of the file in a few sentences. Keep the names, numbers "
+               "and conclusions that matter.",
+    "combine": "These are summaries of consecutive parts of one file, in order. Combine them "
+               "into one summary of the whole file.",
+}
+CUE = "In summary:"  # a base model continues text, so it gets a cue instead of an instruction
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "reading" (one pass), "section" or "combining"
+    index: int  # 1-based step of this stage
+    total: int
+    label: str  # what this step reads: "pages 21-40"
+
+    @property
+    def fraction(self) -> float:
+        return (self.index - 1) / self.total
+
+    def __str__(self) -> str:
+        if self.stage == "reading":
+            return f"reading {self.label}"
+        what = "section" if self.stage == "section" else "combining summaries"
+        return f"{what} {self.index} of {self.total} ({self.label})"
+
+
+@dataclass(frozen=True)
+class Part:
+    start: int
+    end: int
+    label: str
+    text: str
+
+
+@dataclass
+class Summary:
+    document: Document
+    read: str  # coverage: "pages 1-240 of 240"
+    method: str  # "whole", "sections" or "first_part"
+    text: str
+    parts: list[Part] = field(default_factory=list)
+    model: str = ""
+
+    @property
+    def header(self) -> str:
+        name = self.document.name
+        if self.method == "first_part":
+            return f"Summary of {name}: read {self.read}, the first part only; not the rest."
+        if self.method == "sections":
+            return f"Summary of {name}: read {self.read} in {len(self.parts)} sections."
+        return f"Summary of {name}: read {self.read} in one pass."
+
+    def markdown(self) -> str:
+        lines = [f"# Summary of {self.document.name}", "", f"*{self.header}*"]
+        if self.model:
+            lines[-1] = f"*{self.header} Model: {self.model}.*"
+        lines += ["", self.text or "(The model wrote nothing.)", ""]
+        if self.parts:
+            lines += ["## Section by section", ""]
+            for part in self.parts:
+                lines += [f"### {part.label[0].upper()}{part.label[1:]}", "",
+                          part.text or "(The model wrote nothing for this part.)", ""]
+        return "\n".join(lines)
+
+
+def prompt_style(model) -> str:
+    """"chat" for instruction-tuned models, "plain" continuation for base models."""
+    tuned = getattr(model, "instruction_tuned", None)
+    if tuned is None:
+        names = f"{model.describe()} {getattr(model, 'source', '') or ''}"
+        tuned = bool(re.search(r"(?i)(\b|_)(it|instruct|chat)(\b|_)", names))
+    return "chat" if tuned else "plain"
+
+
+class Writer:
+    """One session reused for every step: prompts share their start, so it is prefilled once."""
+
+    def __init__(self, model, context_length, sampling, cancel, progress, style=None):
+        self.tokenizer = model.tokenizer
+        self.session = model.new_session(context_length)
+        self.style = style or prompt_style(model)
+        self.sampling, self.cancel = sampling, cancel
+        self.report = progress or (lambda event: None)
+
+    @property
+    def context_length(self) -> int:
+        return self.session.context_length
+
+    def ids(self, block: str, task: str) -> list[int]:
+        if self.style == "chat":
+            from engine.chat import Turn, render_prompt
+
+            text = f"{DOCUMENT_NOTE}\n\n{block}\n\n{TASKS[task]}"
+            return render_prompt(self.tokenizer, [Turn("user", text)])
+        return [self.tokenizer.bos_id, *self.tokenizer.encode(f"{block}\n\n{CUE}")]
+
+    def room(self, task: str, answer_tokens: int) -> int:
+        """Tokens a block may take in a prompt for `task` that leaves room for the answer."""
+        return self.context_length - len(self.ids("", task)) - answer_tokens - MARGIN
+
+    def write(self, block: str, task: str, answer_tokens: int) -> str:
+        ids = self.ids(block, task)
+        if len(ids) + answer_tokens > self.context_length:
+            raise ContextOverflowError(len(ids) + answer_tokens, self.context_length,
+                                       self.context_length)
+        self.session.prefill_to(ids, cancel=self.cancel, reserve=answer_tokens)
+        text = ""
+        for piece in self.session.generate(answer_tokens, self.sampling, self.cancel):
+            text += piece
+            if self.style == "plain" and "\n\n" in text.strip():
+                break  # a base model's summary is its first paragraph; what follows drifts
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("Summary stopped")
+        return text.strip().split("\n\n")[0] if self.style == "plain" else text.strip()
+
+
+def summarize(model, doc: Document, *, context_length: int | None = None, mode="sections",
+              section_tokens: int | None = None, answer_tokens: int | None = None,
+              progress=None, cancel=None, sampling=None, style=None) -> Summary:
+    """Summarise `doc`: whole if it fits, else in sections (mode="sections") or its first part."""
+    if mode not in ("sections", "first_part"):
+        raise ValueError(f"mode must be 'sections' or 'first_part', not {mode!r}")
+    writer = Writer(model, context_length, sampling, cancel, progress, style)
+    n = writer.context_length
+    section_tokens = section_tokens or min(512, max(48, n // 8))
+    answer_tokens = answer_tokens or min(1024, max(64, n // 4))
+    whole_room = writer.room("whole", answer_tokens)
+    summary = Summary(doc, coverage(doc), "whole", "", model=model.describe())
+    if count_tokens(writer.tokenizer, doc) <= whole_room:
+        writer.report(Progress("reading", 1, 1, summary.read))
+        summary.text = writer.write(document_block(doc), "whole", answer_tokens)
+    elif mode == "first_part":
+        block, summary.read = first_part(doc, writer.tokenizer, whole_room)
+        summary.method = "first_part"
+        writer.report(Progress("reading", 1, 1, summary.read))
+        summary.text = writer.write(block, "whole", answer_tokens)
+    else:
+        summary.method = "sections"
+        summary.parts = summarize_sections(writer, doc, section_tokens)
+        summary.text = combine(writer, doc, summary.parts, section_tokens, answer_tokens)
+    return summary
+
+
+def summarize_sections(writer: Writer, doc: Document, section_tokens: int) -> list[Part]:
+    """The map step: each chunk summarised on its own, with a progress event before each."""
+    chunks = plan_chunks(doc, writer.tokenizer, writer.room("section", section_tokens))
+    parts = []
+    for i, chunk in enumerate(chunks, 1):
+        label = chunk_label(doc, chunk)
+        writer.report(Progress("section", i, len(chunks), label))
+        text = writer.write(document_block(doc, chunk), "section", section_tokens)
+        parts.append(Part(chunk.start, chunk.end, label, text))
+    return parts
+
+
+def combine(writer: Writer, doc: Document, parts: list[Part], section_tokens: int,
+            answer_tokens: int) -> str:
+    """The reduce step: all summaries at once if they fit, else in groups, level by level."""
+    if len(parts) == 1:
+        return parts[0].text
+    final_room = writer.room("combine", answer_tokens)
+    group_room = writer.room("combine", section_tokens)
+    while count_tokens(writer.tokenizer, notes_block(doc, parts)) > final_room:
+        groups = group_parts(writer.tokenizer, doc, parts, group_room)
+        if len(groups) == len(parts):
+            raise EngineError(f"A {writer.context_length:,}-token context is too small to "
+                              "combine the section summaries; use a longer context.")
+        parts = [_combined(writer, doc, group, i, len(groups), section_tokens)
+                 for i, group in enumerate(groups, 1)]
+    writer.report(Progress("combining", 1, 1, coverage(doc)))
+    return writer.write(notes_block(doc, parts), "combine", answer_tokens)
+
+
+def _combined(writer, doc, group: list[Part], index: int, total: int, tokens: int) -> Part:
+    label = span(doc.unit, group[0].start, group[-1].end)
+    writer.report(Progress("combining", index, total, label))
+    if len(group) == 1:
+        return group[0]
+    return Part(group[0].start, group[-1].end, label,
+                writer.write(notes_block(doc, group), "combine", tokens))
+
+
+def group_parts(tokenizer, doc: Document, parts: list[Part], room: int) -> list[list[Part]]:
+    """Consecutive summaries gathered into groups whose notes block fits `room` tokens."""
+    groups: list[list[Part]] = [[]]
+    for part in parts:
+        candidate = groups[-1] + [part]
+        if groups[-1] and count_tokens(tokenizer, notes_block(doc, candidate)) > room:
+            groups.append([part])
+        else:
+            groups[-1] = candidate
+    return groups
+
+
+def notes_block(doc: Document, parts: list[Part]) -> str:
+    """Section summaries, framed like a document: they were written from the file's text."""
+    name = re.sub(r"[\x00-\x1f\x7f\"]", "_", doc.name)
+    tag = doc.sha256[:16]
+    read = f"{span(doc.unit, parts[0].start, parts[-1].end)} of {doc.total:,}" if parts else ""
+    body = "\n\n".join(f"[{part.label}]\n{part.text}" for part in parts)
+    return (f'===== BEGIN SUMMARIES OF "{name}" ({read}) id {tag} =====\n{body}\n'
+            f'===== END SUMMARIES OF "{name}" id {tag} =====')

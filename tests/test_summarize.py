@@ -1,0 +1,159 @@
+"""Summaries of long files: whole, in sections with progress and cancel, or a stated first part.
+
+The map-reduce plumbing is checked first with a scripted stand-in model whose "summary" names
+the range its prompt covered, so the final answer shows what reached it; then the real 270M
+model summarises a file larger than its (capped) context, and the CLI writes Markdown.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from engine.errors import Cancelled, ContextOverflowError, EngineError
+from engine.summarize import summarize
+from tests.test_context import make_doc, pages
+
+
+class ScriptTokenizer:
+    """Words, punctuation and whitespace runs as tokens, decodable (unlike the hash one)."""
+
+    bos_id = 2
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+        self.words: list[str] = []
+
+    def encode(self, text: str) -> list[int]:
+        return [self._id(t) for t in re.findall(r"\w+|[^\w\s]|\s+", text)]
+
+    def decode(self, ids) -> str:
+        return "".join(self.words[i - 10] for i in ids)
+
+    def _id(self, token: str) -> int:
+        if token not in self.ids:
+            self.ids[token] = len(self.words) + 10
+            self.words.append(token)
+        return self.ids[token]
+
+
+class ScriptSession:
+    def __init__(self, tokenizer, context_length, verbose):
+        self.tokenizer, self.context_length, self.prompts = tokenizer, context_length, []
+        self.verbose = verbose  # every summary as long as allowed
+
+    def prefill_to(self, ids, cancel=None, reserve=0, progress=None):
+        if len(ids) + reserve > self.context_length:
+            raise ContextOverflowError(len(ids) + reserve, self.context_length, self.context_length)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Prefill stopped")
+        self.prompts.append(self.tokenizer.decode(ids[1:]))
+
+    def generate(self, max_new_tokens, sampling=None, cancel=None):
+        covered = re.search(r'BEGIN (?:FILE|SUMMARIES OF) "[^"]*" \((?:read )?(\w+ [\d,-]+)',
+                            self.prompts[-1]).group(1)
+        words = f"This covers {covered} with findings.\n\nThen it drifts on and on".split(" ")
+        if self.verbose:
+            words = words[:4] + ["and"] * max_new_tokens
+        for word in words[:max_new_tokens]:
+            yield word + " "
+
+
+class ScriptModel:
+    def __init__(self, verbose=False):
+        self.tokenizer = ScriptTokenizer()
+        self.sessions, self.verbose = [], verbose
+
+    def describe(self):
+        return "a scripted stand-in"
+
+    def new_session(self, context_length=None):
+        self.sessions.append(ScriptSession(self.tokenizer, context_length or 4096, self.verbose))
+        return self.sessions[-1]
+
+
+def run(doc, verbose=False, **options):
+    model, events = ScriptModel(verbose), []
+    summary = summarize(model, doc, progress=events.append, **options)
+    return summary, events, model.sessions[0].prompts
+
+
+def test_a_document_that_fits_is_read_in_one_pass():
+    summary, events, prompts = run(make_doc("page", pages(3)), context_length=2048)
+    assert summary.method == "whole" and summary.parts == []
+    assert [str(e) for e in events] == ["reading pages 1-3 of 3"]
+    assert summary.text == "This covers pages 1-3 with findings."  # the drift is cut off
+    assert summary.header == "Summary of r.pdf: read pages 1-3 of 3 in one pass."
+    assert len(prompts) == 1 and prompts[0].endswith("In summary:")
+
+
+def test_300_pages_in_sections_with_an_event_for_every_section():
+    summary, events, prompts = run(make_doc("page", pages(300)), context_length=1024)
+    sections = [e for e in events if e.stage == "section"]
+    n = len(sections)
+    assert n > 10 and [(e.index, e.total) for e in sections] == [(i, n) for i in range(1, n + 1)]
+    assert str(sections[2]).startswith(f"section 3 of {n} (pages ")
+    assert [e.stage for e in events[n:]] and all(e.stage == "combining" for e in events[n:])
+    assert len(summary.parts) == n and summary.method == "sections"
+    assert summary.parts[0].start == 1 and summary.parts[-1].end == 300
+    assert all(b.start == a.end + 1 for a, b in zip(summary.parts, summary.parts[1:]))
+    assert summary.text == "This covers pages 1-300 with findings."
+    assert summary.header == f"Summary of r.pdf: read pages 1-300 of 300 in {n} sections."
+    assert len(prompts) == n + sum(e.stage == "combining" for e in events)
+
+
+def test_summaries_that_do_not_fit_together_are_combined_level_by_level():
+    summary, events, _ = run(make_doc("page", pages(300)), context_length=512,
+                             section_tokens=20, answer_tokens=40)
+    combining = [e for e in events if e.stage == "combining"]
+    assert combining[0].total > 1 and combining[-1].total == 1
+    assert [str(e) for e in combining][-1] == "combining summaries 1 of 1 (pages 1-300 of 300)"
+    assert summary.text == "This covers pages 1-300 with findings."
+
+
+def test_first_part_states_what_was_left_unread():
+    summary, events, _ = run(make_doc("page", pages(300)), context_length=1024,
+                             mode="first_part")
+    n = int(re.fullmatch(r"pages 1-(\d+) of 300", summary.read).group(1))
+    assert 3 < n < 300
+    assert [str(e) for e in events] == [f"reading pages 1-{n} of 300"]
+    assert summary.header == (f"Summary of r.pdf: read pages 1-{n} of 300, the first part only; "
+                              "not the rest.")
+    assert summary.text == f"This covers pages 1-{n} with findings."
+
+
+def test_cancel_stops_between_sections():
+    cancel = threading.Event()
+    model, seen = ScriptModel(), []
+
+    def progress(event):
+        seen.append(event)
+        if event.index == 3:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        summarize(model, make_doc("page", pages(300)), context_length=1024, progress=progress,
+                  cancel=cancel)
+    assert len(model.sessions[0].prompts) == 2 and seen[-1].index == 3
+
+
+def test_markdown_names_every_section():
+    summary, _, _ = run(make_doc("page", pages(60)), context_length=1024)
+    text = summary.markdown()
+    assert text.startswith("# Summary of r.pdf\n\n*Summary of r.pdf: read pages 1-60 of 60 in ")
+    assert "Model: a scripted stand-in.*" in text
+    for part in summary.parts:
+        assert f"### {part.label[0].upper()}{part.label[1:]}\n\n{part.text}" in text
+
+
+def test_a_context_too_small_to_combine_is_a_clear_error():
+    with pytest.raises(EngineError, match="too small to combine the section summaries"):
+        run(make_doc("page", pages(300)), context_length=400, section_tokens=120,
+            answer_tokens=60, verbose=True)
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="mode must be"):
+        run(make_doc("page", pages(3)), mode="middle")
