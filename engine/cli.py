@@ -48,6 +48,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import engine
+    from engine.documents import extract
+    from engine.errors import EngineError
+    from engine.summarize import TerminalProgress, summarize
+
+    try:
+        doc = extract(args.file)  # a bad file is refused before the model loads
+        model = engine.load(None if args.model == "default" else args.model, device=args.device)
+        bar = TerminalProgress(sys.stderr)
+        summary = summarize(model, doc, context_length=args.context_length,
+                            mode="first_part" if args.first_part else "sections",
+                            section_tokens=args.section_tokens, answer_tokens=args.answer_tokens,
+                            progress=bar)
+        bar.finish(summary.header)
+    except (EngineError, ValueError) as exc:
+        print(f"gemma-desk-cli summarize: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(summary.markdown(), encoding="utf-8")
+        print(f"Wrote {args.out}", file=sys.stderr)
+    else:
+        print(summary.markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemma-desk-cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,10 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--raw", action="store_true", help="no chat template: plain continuation")
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--device", default="auto")
+    summ = sub.add_parser("summarize", help="summarise a long file, in sections if it must be")
+    summ.add_argument("file", help="text, Markdown, code, CSV/JSON/YAML/log, PDF, DOCX or HTML")
+    summ.add_argument("--model", default="default", help="HF folder, .gguf file, or 'default'")
+    summ.add_argument("--context-length", type=int, default=None,
+                      help="cap the context (a small one makes the section path quick)")
+    summ.add_argument("--out", help="write the Markdown summary here instead of to stdout")
+    summ.add_argument("--first-part", action="store_true",
+                      help="read only as much of the start as fits, and say so")
+    summ.add_argument("--section-tokens", type=int, default=None,
+                      help="longest summary of one section")
+    summ.add_argument("--answer-tokens", type=int, default=None, help="longest final summary")
+    summ.add_argument("--device", default="auto")
     return parser
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate}
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "summarize": cmd_summarize}
 
 
 def main(argv: list[str] | None = None) -> int:

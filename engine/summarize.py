@@ -7,6 +7,7 @@ of 240" for a first part); nothing is cut without saying so.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 from engine.context import (
@@ -227,3 +228,29 @@ def notes_block(doc: Document, parts: list[Part]) -> str:
     body = "\n\n".join(f"[{part.label}]\n{part.text}" for part in parts)
     return (f'===== BEGIN SUMMARIES OF "{name}" ({read}) id {tag} =====\n{body}\n'
             f'===== END SUMMARIES OF "{name}" id {tag} =====')
+
+
+class TerminalProgress:
+    """A progress bar on stderr: "[######------] section 3 of 12 (pages 41-60)"."""
+
+    def __init__(self, stream=None, width: int = 24):
+        self.stream, self.width, self.shown = stream or sys.stderr, width, 0
+        self.redraw = self.stream.isatty()  # in a log file, one line per step reads better
+
+    def __call__(self, event: Progress) -> None:
+        self._show(event.fraction, str(event))
+
+    def finish(self, message: str = "done") -> None:
+        self._show(1.0, message)
+        if self.redraw:
+            self.stream.write("\n")
+
+    def _show(self, fraction: float, text: str) -> None:
+        filled = round(fraction * self.width)
+        line = f"[{'#' * filled}{'-' * (self.width - filled)}] {text}"
+        if self.redraw:
+            self.stream.write("\r" + line.ljust(self.shown))
+            self.shown = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

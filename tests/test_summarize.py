@@ -157,3 +157,25 @@ def test_a_context_too_small_to_combine_is_a_clear_error():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode must be"):
         run(make_doc("page", pages(3)), mode="middle")
+
+
+def test_terminal_progress_writes_one_line_per_step_to_a_log():
+    import io
+
+    from engine.summarize import Progress, TerminalProgress
+
+    stream = io.StringIO()
+    bar = TerminalProgress(stream, width=10)
+    bar(Progress("section", 3, 5, "pages 9-12"))
+    bar.finish("read pages 1-20 of 20")
+    assert stream.getvalue() == ("[####------] section 3 of 5 (pages 9-12)\n"
+                                 "[##########] read pages 1-20 of 20\n")
+
+
+def test_cli_refuses_a_binary_file_before_loading_a_model(tmp_path, capsys):
+    from engine.cli import main
+
+    path = tmp_path / "image.txt"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert main(["summarize", str(path), "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "image.txt looks like a binary file" in capsys.readouterr().err
