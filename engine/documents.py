@@ -356,7 +356,7 @@ class _HtmlText(HTMLParser):
         text = "".join(self.line[1:])
         if text.strip():
             self.builder.add_lines([self.line[0] + (text if self.pre else text.strip())])
-        self.line = [prefix]
+        self.line = [prefix or ("" if text.strip() else self.line[0])]  # <li><p>: keep the bullet
 
 
 def _read_html(name: str, data: bytes):

@@ -239,7 +239,7 @@ def test_docx_paragraphs_headings_and_tables(tmp_path):
 
 HTML = """<!DOCTYPE html><html><head><title>Ignored title</title>
 <style>body { color: red }</style><script>var secret = "<p>not text</p>";</script></head>
-<body><nav><ul><li>Home</li><li>About</li></ul></nav>
+<body><nav><ul><li>Home</li><li><p>About</p></li></ul></nav>
 <h1>Release   notes</h1><p>Fish &amp; chips,
   now &lt;faster&gt;.</p><script type="module">alert("x")</script>
 <h2>Details</h2><table><tr><th>Key</th><th>Value</th></tr><tr><td>a</td><td>1</td></tr></table>
