@@ -69,6 +69,10 @@ class RemoteBackend:
                    "temperature": temperature, "top_p": top_p}
         extras = {"top_k": top_k or None, "max_tokens": max_tokens, "seed": seed, "stop": stop}
         payload.update({key: value for key, value in extras.items() if value is not None})
+        if messages and messages[-1].get("role") == "assistant":
+            # Continue that answer: vLLM needs asking; llama.cpp and Ollama treat a final
+            # assistant message as the start of the answer on their own.
+            payload.update(continue_final_message=True, add_generation_prompt=False)
         stats = self.last_stats = RemoteStats(server=self.endpoint.url, model=self.model)
         answer: list[str] = []
         start = time.perf_counter()

@@ -56,35 +56,39 @@ def parse_base_url(url: str) -> Endpoint:
     return Endpoint(parts.scheme, parts.hostname, port, api.removesuffix("/v1"), api)
 
 
-def build_messages(turns, system_prompt: str = "") -> list[dict]:
-    """Messages for /chat/completions from the app's turns (objects with .role, .text and
-    .attachments, like app.conversation.Message). Answers with no text yet are left out."""
+def build_messages(turns, system_prompt: str = "", document_text=None) -> list[dict]:
+    """Messages for /chat/completions from the app's turns: the worker's request dicts
+    ({"role", "text", "attachments": [{"kind", "path", "name"}]}) or objects with those
+    attributes (app.conversation.Message). `document_text(attachment)` gives a document's
+    block exactly as the local engine's prompt holds it; without it a document must carry its
+    `extracted_text`. Answers with no text yet are left out."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     for turn in turns:
-        role = ROLES.get(turn.role)
+        role = ROLES.get(_field(turn, "role"))
         if role is None:
-            raise ValueError(f"A chat turn has the unknown role {turn.role!r}")
-        attachments = list(getattr(turn, "attachments", None) or [])
-        if role == "assistant" and not turn.text:
+            raise ValueError(f"A chat turn has the unknown role {_field(turn, 'role')!r}")
+        text, attachments = _field(turn, "text") or "", list(_field(turn, "attachments") or [])
+        if role == "assistant" and not text:
             continue
-        content = user_content(turn.text, attachments) if attachments else turn.text
+        content = user_content(text, attachments, document_text) if attachments else text
         messages.append({"role": role, "content": content})
     return messages
 
 
-def user_content(text: str, attachments) -> str | list[dict]:
-    """Documents first, then the question; a list of parts only when there are images."""
-    blocks = [document_block(a.name, _document_text(a))
-              for a in attachments if a.kind == "document"]
+def user_content(text: str, attachments, document_text=None) -> str | list[dict]:
+    """Pictures, then documents, then the words typed, as the local engine orders them; a
+    list of parts only when there are pictures."""
+    render = document_text or _plain_document
+    blocks = [render(a) for a in attachments if _field(a, "kind") == "document"]
     text = "\n\n".join([*blocks, text] if text else blocks)
-    images = [image_part(a.path) for a in attachments if a.kind == "image"]
+    images = [image_part(_field(a, "path")) for a in attachments if _field(a, "kind") == "image"]
     if not images:
         return text
     return [*images, {"type": "text", "text": text}] if text else images
 
 
 def document_block(name: str, text: str) -> str:
-    return f"[Document: {name}]\n{text}\n[End of document: {name}]"
+    return f'===== BEGIN FILE "{name}" =====\n{text}\n===== END FILE "{name}" ====='
 
 
 def image_part(path) -> dict:
@@ -111,8 +115,12 @@ def _as_png(data: bytes, name: str) -> bytes:
     return out.getvalue()
 
 
-def _document_text(attachment) -> str:
-    text = getattr(attachment, "extracted_text", None)
+def _plain_document(attachment) -> str:
+    text, name = _field(attachment, "extracted_text"), _field(attachment, "name")
     if text is None:
-        raise ValueError(f"The text of {attachment.name} has not been read yet")
-    return text
+        raise ValueError(f"The text of {name} has not been read yet")
+    return document_block(name, text)
+
+
+def _field(item, name: str):
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)

@@ -282,3 +282,11 @@ def test_a_model_list_that_is_not_json_is_named(server):
     server.script("/v1/models", error(200, b"<html></html>"))
     with pytest.raises(RemoteError, match="did not answer with JSON"):
         RemoteBackend(server.url, "gemma").list_models()
+
+
+def test_a_final_answer_in_the_messages_is_continued(server):
+    server.script(CHAT, stream([" on."]))
+    messages = [*HELLO, {"role": "assistant", "content": "Hello and so"}]
+    assert "".join(RemoteBackend(server.url, "gemma").stream_chat(messages)) == " on."
+    sent = server.requests[0]["json"]
+    assert sent["continue_final_message"] is True and sent["add_generation_prompt"] is False

@@ -40,8 +40,8 @@ def test_a_chat_with_a_system_prompt_documents_and_images(tmp_path):
     messages = build_messages(turns, system_prompt="Be brief.")
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[0]["content"] == "Be brief."
-    assert messages[1]["content"] == (
-        "[Document: notes.md]\n# Notes\nBuy milk\n[End of document: notes.md]\n\nSummarise")
+    assert messages[1]["content"] == ('===== BEGIN FILE "notes.md" =====\n# Notes\nBuy milk\n'
+                                      '===== END FILE "notes.md" =====\n\nSummarise')
     assert messages[2]["content"] == "You need milk."
     first, second, text = messages[3]["content"]
     assert text == {"type": "text", "text": "And these?"}
@@ -49,6 +49,19 @@ def test_a_chat_with_a_system_prompt_documents_and_images(tmp_path):
     head, data = decoded(second)  # BMP is not read by every server: sent as PNG
     assert head == "data:image/png;base64"
     assert Image.open(io.BytesIO(data)).getpixel((0, 0)) == (200, 10, 10)
+
+
+def test_the_workers_request_turns_with_its_own_document_blocks(tmp_path):
+    png = picture(tmp_path, "a.png", "PNG")
+    turns = [{"role": "user", "text": "Compare", "attachments": [
+        {"kind": "document", "path": "/x/report.pdf", "name": "report.pdf"},
+        {"kind": "image", "path": str(png.path), "name": "a.png"}]},
+        {"role": "model", "text": "The report says"}]
+    messages = build_messages(turns, document_text=lambda a: f"<{a['name']} as read>")
+    image, text = messages[0]["content"]
+    assert image["type"] == "image_url"
+    assert text["text"] == "<report.pdf as read>\n\nCompare"
+    assert messages[1] == {"role": "assistant", "content": "The report says"}
 
 
 def test_jpeg_travels_unchanged_and_non_images_are_refused(tmp_path):
