@@ -59,15 +59,18 @@ class RemoteBackend:
     # -- chat ------------------------------------------------------------------------------
 
     def stream_chat(self, messages: list[dict], *, temperature: float = 1.0, top_p: float = 0.95,
-                    top_k: int | None = 64, max_tokens: int | None = None,
-                    seed: int | None = None, stop: list[str] | None = None,
+                    top_k: int | None = 64, min_p: float | None = None,
+                    max_tokens: int | None = None, seed: int | None = None,
+                    stop: list[str] | None = None,
                     cancel: threading.Event | None = None) -> Iterator[str]:
         """Yield the answer's text pieces. Stop (`cancel`) ends the stream quietly; a fault
         raises RemoteError with the answer so far in `partial_text`."""
         payload = {"model": self.model, "messages": messages, "stream": True,
                    "stream_options": {"include_usage": True},
                    "temperature": temperature, "top_p": top_p}
-        extras = {"top_k": top_k or None, "max_tokens": max_tokens, "seed": seed, "stop": stop}
+        # top_k and min_p are not OpenAI's: vLLM and llama.cpp read them, others ignore them
+        extras = {"top_k": top_k or None, "min_p": min_p or None, "max_tokens": max_tokens,
+                  "seed": seed, "stop": stop}
         payload.update({key: value for key, value in extras.items() if value is not None})
         if messages and messages[-1].get("role") == "assistant":
             # Continue that answer: vLLM needs asking; llama.cpp and Ollama treat a final

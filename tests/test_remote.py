@@ -54,7 +54,7 @@ def test_streams_the_answer_and_sends_every_setting(server):
     usage = {"prompt_tokens": 12, "completion_tokens": 3}
     server.script(CHAT, stream(["Hel", "lo", "!"], usage=usage))
     backend = RemoteBackend(server.url, "gemma3:27b", api_key="sk-test")
-    pieces = list(backend.stream_chat(HELLO, temperature=0.7, top_p=0.9, top_k=40,
+    pieces = list(backend.stream_chat(HELLO, temperature=0.7, top_p=0.9, top_k=40, min_p=0.05,
                                       max_tokens=100, seed=7, stop=["\n\n"]))
     assert pieces == ["Hel", "lo", "!"]
     sent = server.requests[0]
@@ -62,7 +62,7 @@ def test_streams_the_answer_and_sends_every_setting(server):
     assert sent["json"] == {
         "model": "gemma3:27b", "messages": HELLO, "stream": True,
         "stream_options": {"include_usage": True}, "temperature": 0.7, "top_p": 0.9,
-        "top_k": 40, "max_tokens": 100, "seed": 7, "stop": ["\n\n"]}
+        "top_k": 40, "min_p": 0.05, "max_tokens": 100, "seed": 7, "stop": ["\n\n"]}
     assert tuple(backend.last_usage) == (12, 3, "server")
     stats = backend.last_stats
     assert stats.stop_reason == "stop_token" and stats.decode_tokens == 3
