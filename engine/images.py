@@ -179,7 +179,7 @@ def image_cost(image: Image.Image, pan_and_scan: bool) -> int:
 
 def preprocess(image: Image.Image, pan_and_scan: bool) -> tuple[torch.Tensor, int]:
     """(float32 pixel_values [1 + crops, 3, 896, 896] in [-1, 1], crops); the original first."""
-    image = image if image.mode == "RGB" else to_rgb(image)
+    image = to_rgb(image)  # also an RGB image with a transparent colour key, as HF does
     boxes = crop_boxes(*image.size) if pan_and_scan else []
     views = [image] + [image.crop(box) for box in boxes]
     return torch.stack([_pixels(view) for view in views]), len(boxes)
