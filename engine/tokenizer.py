@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterable
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
-from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as sp_model
 
 from engine.errors import ModelLoadError
@@ -99,18 +99,16 @@ def _default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("gemma-desk")) / "tokenizers"
 
 
-def _cached_proto(vocab, cache_dir: Path | None) -> bytes:
-    """Building the proto costs ~0.5 s, so it is kept on disk under a hash of the vocabulary."""
+def _cache_path(vocab, cache_dir: Path | None) -> Path:
+    """Building the proto costs about a second, so it is kept under a hash of the vocabulary."""
     tokens, scores, types = vocab
     digest = hashlib.sha256(_PROTO_VERSION)
     for part in (b"\0".join(tokens), scores.tobytes(), types.tobytes()):
         digest.update(part)
-    path = (cache_dir or _default_cache_dir()) / f"{digest.hexdigest()[:32]}.model"
-    try:
-        return path.read_bytes()
-    except OSError:
-        pass
-    blob = _build_proto(*vocab)
+    return (cache_dir or _default_cache_dir()) / f"{digest.hexdigest()[:32]}.model"
+
+
+def _write_quietly(path: Path, blob: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
@@ -118,7 +116,21 @@ def _cached_proto(vocab, cache_dir: Path | None) -> bytes:
         partial.replace(path)
     except OSError:
         pass  # a read-only cache only costs the rebuild next time
-    return blob
+
+
+def _find(processor: spm.SentencePieceProcessor, piece: str) -> int | None:
+    token_id = processor.piece_to_id(piece)  # the unknown id when absent
+    return token_id if processor.id_to_piece(token_id) == piece else None
+
+
+def _marker_ids(processor: spm.SentencePieceProcessor) -> list[int]:
+    found = [_find(processor, piece) for piece in MARKERS]
+    for n in itertools.count():
+        unused = _find(processor, f"<unused{n}>")
+        if unused is None:
+            break
+        found.append(unused)
+    return [token_id for token_id in found if token_id is not None]
 
 
 def _load(blob: bytes, origin: str) -> spm.SentencePieceProcessor:
@@ -146,8 +158,8 @@ class Tokenizer:
         self._bytes: dict[int, bytes] = {}
 
     def _id_of(self, piece: str, origin: str) -> int:
-        token_id = self._sp.piece_to_id(piece)
-        if self._sp.id_to_piece(token_id) != piece:
+        token_id = _find(self._sp, piece)
+        if token_id is None:
             raise ModelLoadError(f"{origin}: no '{piece}' token, so not a Gemma 3 vocabulary")
         return token_id
 
@@ -157,28 +169,33 @@ class Tokenizer:
         trusted (some Gemma 3 files carry wrong ones), the pieces themselves say it all."""
         vocab = _gguf_vocab(source)
         origin = str(getattr(source, "path", "GGUF file"))
+        cached = _cache_path(vocab, cache_dir)
         try:
-            blob = _cached_proto(vocab, cache_dir)
-            return cls(spm.SentencePieceProcessor(model_proto=blob), origin)
-        except RuntimeError:  # a damaged cache file: rebuild from the vocabulary
-            return cls(_load(_build_proto(*vocab), origin), origin)
+            return cls(spm.SentencePieceProcessor(model_proto=cached.read_bytes()), origin)
+        except (OSError, RuntimeError):
+            pass  # not built yet, or a damaged cache file
+        try:
+            blob = _build_proto(*vocab)
         except UnicodeDecodeError as exc:
             raise ModelLoadError(f"{origin}: a tokenizer piece is not UTF-8 ({exc})") from exc
+        tokenizer = cls(_load(blob, origin), origin)
+        _write_quietly(cached, blob)
+        return tokenizer
 
     @classmethod
     def from_model_file(cls, path) -> Tokenizer:
-        """The `tokenizer.model` of an HF checkpoint folder."""
+        """The `tokenizer.model` of an HF checkpoint folder (markers there are USER_DEFINED)."""
         path = Path(path)
-        proto = sp_model.ModelProto()
         try:
-            proto.ParseFromString(path.read_bytes())
-        except (OSError, DecodeError) as exc:
-            raise ModelLoadError(f"{path}: not a readable SentencePiece model ({exc})") from exc
-        for piece in proto.pieces:
-            kind = _fixed_type(piece.piece, piece.type)
-            if kind != piece.type:
-                piece.type = kind
-            piece.piece = _respelled(piece.piece, piece.type)
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"{path}: cannot read the tokenizer ({exc})") from exc
+        as_is = _load(blob, str(path))
+        proto = sp_model.ModelProto()
+        proto.ParseFromString(blob)
+        for token_id in _marker_ids(as_is):  # a few thousand lookups, not 262K piece visits
+            piece = proto.pieces[token_id]
+            piece.type = _fixed_type(piece.piece, piece.type)
         return cls(_load(proto.SerializeToString(), str(path)), str(path))
 
     def save_model_file(self, path) -> None:

@@ -107,6 +107,14 @@ def test_space_runs_past_the_longest_space_piece_follow_sentencepiece(tok, refer
     assert tok.encode(newlines)[1:3] == [137, 115]  # 31 + 9 newlines
 
 
+def test_a_typed_sentencepiece_space_mark_reads_back_as_a_space(tok, reference):
+    """SentencePiece writes spaces as U+2581, so that character typed in text is a space to it
+    (the reference agrees): one case where decode(encode(text)) != text."""
+    assert tok.encode("a\u2581b") == tok.encode("a b") == reference.encode("a\u2581b",
+                                                                          add_special_tokens=False)
+    assert tok.decode(tok.encode("a\u2581b")) == "a b"
+
+
 def test_decode_drops_control_and_image_tokens(tok):
     ids = [2, 105, *tok.encode("model\nHi"), 262144, 255999, 256000, 106, 1, 0]
     assert tok.decode(ids) == "model\nHi"
@@ -153,8 +161,9 @@ def test_stream_holds_back_a_character_until_its_last_byte(tok):
 def hf_style_model_file(tok: Tokenizer, path: Path) -> Path:
     """A tokenizer.model as HF folders carry it: markers USER_DEFINED with score 0, so raw
     SentencePiece matches `<start_of_turn>` in text."""
+    tok.save_model_file(path)
     proto = sp_model.ModelProto()
-    proto.ParseFromString(tok._sp.serialized_model_proto())
+    proto.ParseFromString(path.read_bytes())
     for piece in proto.pieces:
         if is_marker(piece.piece) and piece.piece not in ("<pad>", "<eos>", "<bos>", "<unk>"):
             piece.type, piece.score = USER_DEFINED, 0.0
@@ -226,6 +235,7 @@ def test_rebuilt_proto_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path):
     cached.write_bytes(b"garbage")
     again = Tokenizer.from_gguf(mini_fields(), cache_dir=cache)
     assert again.encode("hi hi") == first.encode("hi hi") == [274, 275]
+    assert SentencePieceProcessor(model_proto=cached.read_bytes()).get_piece_size() == 282
 
 
 def test_vocabulary_without_gemma_pieces_is_refused(tmp_path):
@@ -237,4 +247,11 @@ def test_vocabulary_without_gemma_pieces_is_refused(tmp_path):
     fields = mini_fields()
     fields["tokenizer.ggml.token_type"] = fields["tokenizer.ggml.token_type"][:-1]
     with pytest.raises(ModelLoadError, match="differ in length"):
+        Tokenizer.from_gguf(fields, cache_dir=tmp_path)
+    fields = mini_fields()
+    fields["tokenizer.ggml.tokens"][-1] = b"\xff\xfe"
+    with pytest.raises(ModelLoadError, match="not UTF-8"):
+        Tokenizer.from_gguf(fields, cache_dir=tmp_path)
+    fields["tokenizer.ggml.tokens"][-1] = b"h"  # the same piece twice
+    with pytest.raises(ModelLoadError, match="not a usable SentencePiece model"):
         Tokenizer.from_gguf(fields, cache_dir=tmp_path)
