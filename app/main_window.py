@@ -1,17 +1,302 @@
-"""The main window (grows with the app issue)."""
+"""The main window: chat list, chat, composer, context meter; the model loads behind it.
+
+The window is on screen before any model loads: the worker thread loads it while the user can
+already type (and even send: the request waits for the model).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QMainWindow
+from PySide6.QtCore import QEvent, QTimer
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QMainWindow, QVBoxLayout, QWidget
+
+from app import settings as settings_store
+from app import theme
+from app.banner import Banner
+from app.chat_controller import ChatController
+from app.chat_model import ChatModel
+from app.chat_view import ChatView
+from app.composer import Composer
+from app.context_controller import ContextController
+from app.context_meter import ContextMeter
+from app.drop_zone import DropZone
+from app.sidebar import Sidebar
+from app.store import Store
+from app.top_bar import TopBar
+from app.window_actions import WindowActions
+
+COMPOSER_WIDTH = 820
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    def __init__(self, client=None, store: Store | None = None, settings=None) -> None:
+        """`client` is an EngineClient (made and owned here when not given)."""
         super().__init__()
         self.setWindowTitle("Gemma Desk")
-        self.resize(1100, 760)
-        self.setCentralWidget(QLabel("Gemma Desk"))
-        self.pending_files: list[str] = []
+        self.setAccessibleName("Gemma Desk")
+        self.resize(1180, 800)
+        self.settings = settings or settings_store.load()
+        theme.apply(QApplication.instance(), self.settings.theme, self.settings.font_size)
+        self.store = store or Store()
+        self._owns_client = client is None
+        if client is None:
+            from app.worker import EngineClient
 
-    def attach_file(self, path: str) -> None:
-        self.pending_files.append(path)
+            client = EngineClient()
+        self.client = client
+        self._build()
+        self.chats = ChatController(self.store, client, self.chat_model, self.composer,
+                                    self.settings, self)
+        self.context = ContextController(self.chats, client, self.meter, self.banner, self)
+        self.actions = WindowActions(self)
+        self._connect()
+        QApplication.instance().installEventFilter(self)
+        self._startup_notices()
+        if client.info is None:
+            QTimer.singleShot(0, self.load_model)
+        else:
+            self.on_loaded(client.info)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        root = QWidget()
+        row = QHBoxLayout(root)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        self.sidebar = Sidebar(self.store)
+        self.sidebar.setVisible(self.settings.sidebar_visible)
+        row.addWidget(self.sidebar)
+        self.pane = QWidget()
+        self.pane.setObjectName("ChatPane")
+        column = QVBoxLayout(self.pane)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.top_bar = TopBar()
+        column.addWidget(self.top_bar)
+        self.chat_model = ChatModel(self)
+        self.view = ChatView(self.chat_model)
+        column.addWidget(self.view, 1)
+        self.banner = Banner()
+        self.composer = Composer()
+        for widget in (self.banner, self.composer):
+            column.addLayout(_centred(widget))
+        column.addSpacing(12)
+        row.addWidget(self.pane, 1)
+        self.setCentralWidget(root)
+        self.drop_zone = DropZone(root)
+        self.meter = ContextMeter()
+        self.statusBar().addPermanentWidget(self.meter)
+        self.statusBar().setSizeGripEnabled(False)
+
+    def _connect(self) -> None:
+        c, chats = self.client, self.chats
+        c.loading.connect(self.on_loading)
+        c.loaded.connect(self.on_loaded)
+        c.unloaded.connect(self.top_bar.show_no_model)
+        c.load_failed.connect(self.on_load_failed)
+        c.measured.connect(self.on_measured)
+        self.composer.send_requested.connect(self.send)
+        self.composer.stop_requested.connect(chats.stop)
+        self.composer.attach_requested.connect(self.actions.attach_files)
+        self.composer.attachment_added.connect(self.measure)
+        self.composer.draft_changed.connect(self.context.draft_edited)
+        self.view.action_requested.connect(chats.act)
+        self.view.notice.connect(lambda text: self.statusBar().showMessage(text, 3000))
+        chats.busy_changed.connect(self.on_busy)
+        chats.chats_changed.connect(self.on_chats_changed)
+        chats.conversation_opened.connect(self.on_conversation_opened)
+        chats.error.connect(self.on_error)
+        self.sidebar.chat_chosen.connect(chats.open)
+        self.sidebar.hit_chosen.connect(self.open_hit)
+        self.sidebar.new_chat.connect(self.new_chat)
+        self.sidebar.delete_chat.connect(self.actions.delete_chat)
+        self.sidebar.export_chat.connect(self.actions.export_chat)
+        self.top_bar.sidebar_toggled.connect(self.actions.toggle_sidebar)
+        self.top_bar.models_requested.connect(self.actions.show_models)
+        self.top_bar.settings_requested.connect(self.actions.show_settings)
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def load_model(self, source: str | None = None, mmproj: str | None = None) -> None:
+        if source is not None:
+            self.settings.model_source, self.settings.mmproj = source, mmproj or ""
+            settings_store.save(self.settings)
+        s = self.settings
+        self.top_bar.show_loading(0.0, "Starting")
+        self.banner.dismiss("load")
+        self.client.load_model(s.model_source or None, s.mmproj or None, s.device,
+                               s.context_length)
+
+    def on_loading(self, fraction: float, message: str) -> None:
+        self.top_bar.show_loading(fraction, message)
+        self.statusBar().showMessage(message)
+
+    def on_loaded(self, info: dict) -> None:
+        self.top_bar.show_model(info)
+        self.banner.dismiss("load")
+        where = f"{info['device'].upper()}, {info['dtype']}"
+        self.statusBar().showMessage(f"{info['name']} is ready ({where}, "
+                                     f"{info['context_length']:,}-token context)", 8000)
+        self.view.empty_text = _welcome(info)
+        self.view.viewport().update()
+        if info.get("is_default") and not self.settings.first_run_done:
+            self.actions.show_first_run()
+        for item in self.composer.items:
+            self.measure(item)
+        self.context.count_now()
+
+    def on_load_failed(self, message: str) -> None:
+        if self.client.info is None:
+            self.top_bar.show_no_model()
+        else:  # the file was refused before the model in use was let go
+            self.top_bar.show_model(self.client.info)
+        self.statusBar().clearMessage()
+        actions = [("Choose a model…", "Open the model list", self.actions.show_models)]
+        if self.settings.model_source:
+            actions.append(("Use the bundled model", "Load the small model that comes with "
+                            "Gemma Desk", lambda: self.load_model("", "")))
+        self.banner.show_message(message, "error", "load", actions)
+
+    # -- composing and sending -----------------------------------------------------------------
+
+    def measure(self, item) -> None:
+        if item.error is None:
+            self.client.measure(item.key, str(item.path), item.kind, self.settings.pan_and_scan)
+
+    def on_measured(self, key: int, result: dict) -> None:
+        item = next((i for i in self.composer.items if i.key == key), None)
+        if item is None or result.get("waiting"):
+            return
+        item.error = result.get("error")
+        item.token_cost = result.get("token_cost")
+        item.page_count = result.get("page_count")
+        item.extracted_text = result.get("extracted_text")
+        item.note = result.get("note", "")
+        self.composer.refresh_item(key)
+        if item.error:
+            self.banner.show_message(f"{item.name} cannot be attached. {item.error}", "error",
+                                     "attachment")
+        elif item.note:
+            self.banner.show_message(
+                f"<b>{item.name}</b>: {self.client.info['name']} cannot see pictures. Open a "
+                "Gemma 3 that does (4B, 12B or 27B) to chat about it.", "warning", "attachment",
+                [("Choose a model…", "Open the model list", self.actions.show_models)])
+
+    def send(self, text: str, items: list) -> None:
+        broken = [i.name for i in items if i.error]
+        blind = [i.name for i in items if i.note]
+        if broken or blind:
+            why = "cannot be used" if broken else "cannot be seen by this model"
+            self.banner.show_message(f"Remove {', '.join(broken + blind)} first ({why}). "
+                                     "Nothing was sent.", "error", "attachment")
+            return
+        if self.context.blocks_send():
+            return
+        if self.chats.send(text, items):
+            self.banner.dismiss("attachment")
+            self.banner.dismiss("edit")
+
+    def on_busy(self, busy: bool) -> None:
+        self.composer.set_busy(busy)
+        self.view.busy = busy
+        self.view.refresh_actions()
+        if not busy:
+            self.context.count_now()
+
+    def on_error(self, message: str, kind: str) -> None:
+        actions = []
+        if kind == "oom":
+            actions = [("Settings…", "Choose a shorter context length",
+                        self.actions.show_settings)]
+        self.banner.show_message(message, "error", kind, actions)
+
+    # -- chats ---------------------------------------------------------------------------------
+
+    def conversation_id(self) -> str | None:
+        return self.chats.conversation.id if self.chats.conversation else None
+
+    def new_chat(self) -> None:
+        self.chats.new_chat()
+        self.composer.input.setFocus()
+
+    def open_files(self, paths: list[str]) -> None:
+        """A new chat with these files attached (files given on the command line)."""
+        self.new_chat()
+        self.composer.add_paths([str(p) for p in paths])
+
+    def open_hit(self, conversation_id: str, message_id: str) -> None:
+        if conversation_id != self.conversation_id():
+            self.chats.open(conversation_id)
+        self.view.reveal(message_id)
+
+    def on_chats_changed(self) -> None:
+        self.sidebar.refresh(self.conversation_id())
+        row = self.sidebar.chats.row_of(self.conversation_id() or "")
+        if row >= 0:  # the first message names a chat: show the new title
+            self.chats.conversation.title = self.sidebar.chats.conversation_at(row).title
+            self.show_title()
+
+    def on_conversation_opened(self) -> None:
+        self.show_title()
+        self.sidebar.select(self.conversation_id())
+        self.context.count_now()
+
+    def show_title(self) -> None:
+        chat = self.chats.conversation
+        title = chat.display_title if chat else "New chat"
+        self.top_bar.set_title(title)
+        self.setWindowTitle(f"{title} — Gemma Desk")
+
+    # -- window events -------------------------------------------------------------------------
+
+    def eventFilter(self, watched, event) -> bool:
+        kind = event.type()
+        if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop) and \
+                isinstance(watched, QWidget) and watched.window() is self:
+            return self.actions.drag_event(event)
+        if kind == QEvent.Type.DragLeave and isinstance(watched, QWidget) and \
+                watched.window() is self:
+            self.drop_zone.hide()
+        return False
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.drop_zone.isVisible():
+            self.drop_zone.cover()
+
+    def closeEvent(self, event) -> None:
+        QApplication.instance().removeEventFilter(self)
+        self.chats.stop()
+        if self.chats.saver is not None:
+            self.chats.flush()
+            self.chats.saver.stop({"stop_reason": "closed"})
+        if self._owns_client:
+            self.client.shutdown()
+        settings_store.save(self.settings)
+        super().closeEvent(event)
+
+    def _startup_notices(self) -> None:
+        if self.store.recovery_notice:
+            self.banner.show_message(self.store.recovery_notice, "warning", "store")
+        self.sidebar.refresh()
+
+
+def _centred(widget: QWidget) -> QHBoxLayout:
+    """Keep the composer and banners as wide as the chat's text column."""
+    widget.setMaximumWidth(COMPOSER_WIDTH)
+    row = QHBoxLayout()
+    row.setContentsMargins(24, 0, 24, 8)
+    row.addStretch(1)
+    row.addWidget(widget, 100)  # grows to its maximum width before the margins grow
+    row.addStretch(1)
+    return row
+
+
+def _welcome(info: dict) -> str:
+    if info.get("base_model"):
+        return (f"{info['name'].split(' on ')[0]} is ready.\nIt is a small base model: it "
+                "continues text rather than following instructions.\nFor real conversations "
+                "choose a bigger Gemma 3 in the model list (Ctrl+M).")
+    pictures = "Drop or paste pictures and files to talk about them." if info["sees_images"] \
+        else "Drop or paste files to talk about them."
+    return f"{info['name'].split(' on ')[0]} is ready.\n{pictures}"

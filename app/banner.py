@@ -1,0 +1,78 @@
+"""A message above the composer: errors, first-run notes, and choices (with buttons).
+
+The text can be selected and copied; the banner stays until dismissed or replaced, so a person
+has time to read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton
+
+from app import icons, theme
+
+
+class Banner(QFrame):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Banner")
+        self.kind = ""
+        row = QHBoxLayout(self)
+        row.setContentsMargins(12, 8, 6, 8)
+        row.setSpacing(8)
+        self.icon = QLabel()
+        self.icon.setFixedSize(20, 20)
+        row.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
+        self.text = QLabel()
+        self.text.setObjectName("BannerText")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse |
+                                          Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.text.setOpenExternalLinks(False)
+        row.addWidget(self.text, 1)
+        self.buttons = QHBoxLayout()
+        row.addLayout(self.buttons)
+        close = QToolButton()
+        close.setIcon(icons.icon("close", size=14))
+        close.setIconSize(QSize(14, 14))
+        close.setToolTip("Dismiss this message")
+        close.setAccessibleName("Dismiss message")
+        close.clicked.connect(lambda: self.dismiss())
+        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.setAccessibleName("Notice")
+        self.hide()
+
+    def show_message(self, text: str, level: str = "info", kind: str = "",
+                     actions: list[tuple[str, str, Callable[[], None]]] = ()) -> None:
+        """Show `text`; `actions` are (label, tooltip, callback) buttons; `kind` names the
+        message so that it can be dismissed by whoever raised it."""
+        self.kind = kind
+        self.setProperty("level", level)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        c = theme.current()
+        name, color = {"error": ("warning", c.danger), "warning": ("warning", c.warning)}.get(
+            level, ("model", c.accent))
+        self.icon.setPixmap(icons.pixmap(name, color, 20))
+        self.text.setText(text)
+        self.setAccessibleDescription(text)
+        while self.buttons.count():
+            widget = self.buttons.takeAt(0).widget()
+            widget.deleteLater()
+        for i, (label, tip, callback) in enumerate(actions):
+            button = QPushButton(label)
+            button.setToolTip(tip)
+            button.setAccessibleName(label)
+            if i == 0:
+                button.setObjectName("Primary")
+            button.clicked.connect(callback)
+            self.buttons.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        self.show()
+
+    def dismiss(self, kind: str | None = None) -> None:
+        """Hide the banner (only if it shows `kind`, when given)."""
+        if kind is None or kind == self.kind:
+            self.hide()
+            self.kind = ""
