@@ -43,6 +43,14 @@ def reference_270m(real_gguf):
     return model.eval()
 
 
+@pytest.fixture(scope="session")
+def reference_tokenizer(real_gguf):
+    """transformers' tokenizer for the same GGUF (the oracle; 20-80 s to build)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(real_gguf.parent, gguf_file=real_gguf.name)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path, monkeypatch):
     """Keep every test's settings and chats out of the real user folders (not the model cache)."""

@@ -15,12 +15,11 @@ from engine.chat import (
 )
 from engine.checkpoints.gguf_file import GGUFFile
 from engine.tokenizer import Tokenizer
-from tests.test_tokenizer import reference_tokenizer
 
 
 @pytest.fixture(scope="session")
-def reference(real_gguf):
-    return reference_tokenizer(real_gguf)
+def reference(reference_tokenizer):
+    return reference_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ streamed decoding never shows half a character, and both sources (GGUF, tokenize
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -25,17 +24,9 @@ MARKER_TEXTS = ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<pad>", "
                 "<unused0>", "<unused6241>"]
 
 
-@functools.cache
-def reference_tokenizer(path: Path):
-    """transformers' tokenizer for the GGUF (~20-45 s to build): once per test run."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-
-
 @pytest.fixture(scope="session")
-def reference(real_gguf):
-    return reference_tokenizer(real_gguf)
+def reference(reference_tokenizer):
+    return reference_tokenizer
 
 
 @pytest.fixture(scope="session")
