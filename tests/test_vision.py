@@ -13,14 +13,17 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import engine
+from engine.chat import ImagePart, Turn, render_prompt
+from engine.checkpoints.gguf_file import GGUFFile
 from engine.checkpoints.mmproj import read_mmproj
 from engine.config import config_from_hf
 from engine.errors import EngineError, ModelLoadError
 from engine.images import preprocess
+from engine.tokenizer import Tokenizer
 from engine.vision_model import VisionTower, canonical_vision_name, load_vision_weights
 from tests import tiny
 
-IMAGE, BOI, EOI, NL2 = 262144, 255999, 256000, 108
+IMAGE, BOI = 262144, 255999
 
 
 @pytest.fixture(scope="module")
@@ -137,29 +140,22 @@ def test_missing_or_misshapen_weights_are_named(config, hf_tensors):
 # -- whole prompts ------------------------------------------------------------------------------
 
 
-def block() -> list[int]:
-    return [NL2, BOI] + [IMAGE] * 256 + [EOI, NL2]
+@pytest.fixture(scope="module")
+def tokenizer(real_gguf, tmp_path_factory):
+    return Tokenizer.from_gguf(GGUFFile(real_gguf), cache_dir=tmp_path_factory.mktemp("tok"))
 
 
-def text(n: int, seed: int) -> list[int]:
-    return torch.randint(300, 5000, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
-
-
-def prompt(images_with_crops: list[int]) -> list[int]:
-    """User turn with each image (and its crops, with stand-in ids for HF's sentence) in it."""
-    ids = [2, 105] + text(5, 0)
-    for n, crops in enumerate(images_with_crops):
-        ids += text(6, n + 1) if crops else []  # "Here is the original image"
-        ids += block()
-        if crops:
-            ids += text(9, n + 10)  # "and here are some crops to help you see better"
-            for _ in range(crops):
-                ids += block() + text(1, 99)
-        ids += text(7, n + 20)
-    return ids + [106, 107, 105] + text(3, 30)
+def prompt(tokenizer, crops_per_image: list[int]) -> list[int]:
+    """A chat with each picture (pan-and-scan crops and HF's sentence too) in its first turn."""
+    parts: list = ["Look at these."]
+    for n, crops in enumerate(crops_per_image):
+        parts += [ImagePart(crops), f"That was picture {n + 1}."]
+    turns = [Turn("user", parts), Turn("model", "I see them."), Turn("user", "Describe them.")]
+    return render_prompt(tokenizer, turns)
 
 
 def compare_logits(model, reference, ids, pixels):
+    assert sum(t == IMAGE for t in ids) == 256 * len(pixels)
     starts = [i for i, t in enumerate(ids) if t == IMAGE and ids[i - 1] == BOI]
     rows = sorted({*range(len(ids) - 24, len(ids))} | {s + k for s in starts for k in (0, 130)})
     ours = model.logits(ids, pixels, rows=rows)
@@ -175,43 +171,61 @@ def model(checkpoint):
     return engine.load(checkpoint, device="cpu", dtype="float32")
 
 
-def test_one_image_logits_match_transformers(model, reference):
+def test_one_image_logits_match_transformers(model, reference, tokenizer):
     pixels, crops = preprocess(pictures((640, 640))[0], pan_and_scan=True)
     assert crops == 0
-    compare_logits(model, reference, prompt([0]), pixels)
+    compare_logits(model, reference, prompt(tokenizer, [0]), pixels)
 
 
-def test_two_images_logits_match_transformers(model, reference):
+def test_two_images_logits_match_transformers(model, reference, tokenizer):
     rows = [preprocess(image, pan_and_scan=False)[0] for image in pictures((500, 400), (64, 90))]
-    ids = prompt([0, 0])
+    ids = prompt(tokenizer, [0, 0])
     assert len(ids) - ids.index(IMAGE) > 300  # the local layers' window cuts the first image
     compare_logits(model, reference, ids, torch.cat(rows))
 
 
-def test_pan_and_scan_logits_match_transformers(model, reference):
+def test_pan_and_scan_logits_match_transformers(model, reference, tokenizer):
     pixels, crops = preprocess(pictures((1800, 600))[0], pan_and_scan=True)
     assert crops == 3
-    compare_logits(model, reference, prompt([crops]), pixels)
+    compare_logits(model, reference, prompt(tokenizer, [crops]), pixels)
 
 
-def test_an_image_already_seen_is_not_encoded_again(model):
+def test_chunked_prefill_across_turns_matches_transformers(model, reference, tokenizer):
+    """Chunks shorter than an image block, a window shorter than the prompt, and a second
+    request that reuses the first one's cache (and its image) and adds another image."""
+    pixels = torch.cat([preprocess(image, pan_and_scan=False)[0]
+                        for image in pictures((300, 500), (120, 80))])
+    first = render_prompt(tokenizer, [Turn("user", ["What is this?", ImagePart()])])
+    reply = [Turn("model", "A picture."), Turn("user", ["And this one?", ImagePart()])]
+    both = render_prompt(tokenizer, [Turn("user", ["What is this?", ImagePart()]), *reply])
+    session = model.new_session(context_length=2048, chunk_size=100)
+    session.prefill_to(first, pixels[:1])
+    assert both[:len(first)] == first and session.prefill_to(both, pixels) == len(first)
+    ids_t = torch.tensor([both])
+    with torch.no_grad():
+        expected = reference(input_ids=ids_t, pixel_values=pixels, logits_to_keep=1,
+                             token_type_ids=(ids_t == IMAGE).long()).logits[0, -1]
+    assert (session._next_logits - expected).abs().max() < 1e-4
+
+
+def test_an_image_already_seen_is_not_encoded_again(model, tokenizer):
     encoded = []
     hook = model.vision.register_forward_hook(lambda m, args, out: encoded.append(len(args[0])))
     try:
         first, second = (preprocess(image, False)[0] for image in pictures((300, 200), (90, 90)))
-        model.logits(prompt([0]), first, rows=[0])
-        model.logits(prompt([0]), first, rows=[0])
-        model.logits(prompt([0, 0]), torch.cat([first, second]), rows=[0])
+        model.logits(prompt(tokenizer, [0]), first, rows=[0])
+        model.logits(prompt(tokenizer, [0]), first, rows=[0])
+        model.logits(prompt(tokenizer, [0, 0]), torch.cat([first, second]), rows=[0])
     finally:
         hook.remove()
     assert encoded == [1, 1]  # the first image once, then only the new one
 
 
-def test_text_only_model_says_it_cannot_see(tiny_text_checkpoint):
+def test_text_only_model_says_it_cannot_see(tiny_text_checkpoint, tokenizer):
     model = engine.load(tiny_text_checkpoint, device="cpu", dtype="float32")
     pixels, _ = preprocess(pictures((32, 32))[0], False)
     with pytest.raises(EngineError, match="text-only model and cannot see images"):
-        model.logits(prompt([0]), pixels)
+        model.logits(prompt(tokenizer, [0]), pixels)
 
 
 # -- llama.cpp mmproj GGUF ----------------------------------------------------------------------
@@ -306,13 +320,13 @@ def text_gguf(checkpoint, hf_tensors, tmp_path_factory):
 
 
 def test_text_gguf_with_mmproj_matches_transformers(text_gguf, config, tower, reference,
-                                                    tmp_path):
+                                                    tokenizer, tmp_path):
     mmproj = write_mmproj(tower, config.vision_config, tmp_path / "mmproj.gguf", old_ffn=True)
     model = engine.load(text_gguf, device="cpu", dtype="float32", mmproj=mmproj)
     assert model.config.sees_images
     pixels, crops = preprocess(pictures((1000, 700))[0], pan_and_scan=True)
     assert crops == 2
-    compare_logits(model, reference, prompt([crops]), pixels)
+    compare_logits(model, reference, prompt(tokenizer, [crops]), pixels)
 
 
 def test_wrong_or_damaged_mmproj_files_are_named(text_gguf, config, tower, tmp_path):
