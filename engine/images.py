@@ -22,7 +22,6 @@ from engine.errors import ImageError
 
 IMAGE_SIZE = 896
 MIN_CROP, MAX_CROPS, MIN_RATIO = 256, 4, 1.2  # HF's pan-and-scan defaults
-TOKENS_PER_IMAGE = 260  # "\n\n", <start_of_image>, 256 soft tokens, <end_of_image>, "\n\n"
 MAX_PIXELS = 120_000_000  # beyond any phone photo; a bigger header is a decompression bomb
 MAX_FILE_BYTES = 512 * 2**20
 # Huge photos are reduced first, cheaply, but never below this shorter side: at that size

@@ -139,10 +139,6 @@ class VisionTower(nn.Module):
         self.vision_tower = Siglip(vision_config)
         self.multi_modal_projector = Projector(vision_config, text_hidden_size, tokens_per_image)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.vision_tower.embeddings.patch_embedding.weight.dtype
-
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
