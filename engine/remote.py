@@ -52,6 +52,11 @@ class RemoteBackend:
         self.last_stats = RemoteStats(server=self.endpoint.url, model=self.model)
 
     @property
+    def label(self) -> str:
+        """What the chat shows so that nobody mistakes a server for the local engine."""
+        return f"{self.model} on {self.endpoint.address}"
+
+    @property
     def last_usage(self) -> Usage:
         stats = self.last_stats
         return Usage(stats.prompt_tokens, stats.decode_tokens, stats.usage_source)

@@ -25,9 +25,13 @@ class Endpoint:
     api: str  # path of the OpenAI-compatible API, usually "/v1"
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{self.api}"
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.address}{self.api}"
 
 
 def parse_base_url(url: str) -> Endpoint:

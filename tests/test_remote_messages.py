@@ -104,6 +104,11 @@ def test_bad_server_addresses_are_refused_clearly(typed, problem):
         parse_base_url(typed)
 
 
+def test_the_label_names_model_and_server():
+    backend = RemoteBackend("http://gpu-box:8000/v1", "gemma3:27b")
+    assert backend.label == "gemma3:27b on gpu-box:8000"
+
+
 def test_a_model_name_is_required():
     with pytest.raises(ValueError, match="name of the model"):
         RemoteBackend("http://localhost:8000", " ")
