@@ -182,9 +182,9 @@ def test_rate_limit_says_when_to_try_again(server):
 
 def test_a_server_that_stops_sending_times_out_with_the_partial_answer(server):
     server.script(CHAT, hang(["Thinking"], 30))
-    exc = fault(RemoteBackend(server.url, "gemma", timeout=0.3))
+    exc = fault(RemoteBackend(server.url, "gemma", timeout=1))  # room for a busy machine
     assert exc.partial_text == "Thinking" and exc.retryable
-    assert "stopped sending for 0.3 s" in exc.message
+    assert "stopped sending for 1 s" in exc.message
 
 
 def test_a_server_that_never_answers_times_out(server):
