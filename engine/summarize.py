@@ -100,6 +100,16 @@ def prompt_style(model) -> str:
     return "chat" if tuned else "plain"
 
 
+def prompt_ids(tokenizer, style: str, block: str, task: str) -> list[int]:
+    """A chat turn with the note, the block and the task; or, for a base model, block + cue."""
+    if style == "chat":
+        from engine.chat import Turn, render_prompt
+
+        text = f"{DOCUMENT_NOTE}\n\n{block}\n\n{TASKS[task]}"
+        return render_prompt(tokenizer, [Turn("user", text)])
+    return [tokenizer.bos_id, *tokenizer.encode(f"{block}\n\n{CUE}")]
+
+
 class Writer:
     """One session reused for every step: prompts share their start, so it is prefilled once."""
 
@@ -115,12 +125,7 @@ class Writer:
         return self.session.context_length
 
     def ids(self, block: str, task: str) -> list[int]:
-        if self.style == "chat":
-            from engine.chat import Turn, render_prompt
-
-            text = f"{DOCUMENT_NOTE}\n\n{block}\n\n{TASKS[task]}"
-            return render_prompt(self.tokenizer, [Turn("user", text)])
-        return [self.tokenizer.bos_id, *self.tokenizer.encode(f"{block}\n\n{CUE}")]
+        return prompt_ids(self.tokenizer, self.style, block, task)
 
     def room(self, task: str, answer_tokens: int) -> int:
         """Tokens a block may take in a prompt for `task` that leaves room for the answer."""
