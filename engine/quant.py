@@ -1,0 +1,224 @@
+"""Weight-only quantisation for inference: smaller weights, so decoding reads fewer bytes.
+
+Decoding one token reads every weight once, so on a CPU its speed is the memory bandwidth
+divided by the bytes of the weights. Schemes:
+
+  "int8"  int8 weights in groups of 32 with an fp16 scale each (GGUF's Q8_0 layout), the tied
+          embedding/output table included: a quarter of fp32's bytes. Decode steps stream them
+          through the C kernel (engine.kernels); prefill dequantises each matrix to the fastest
+          matrix-product dtype of this CPU. Needs a C compiler, CPU only.
+  "bf16"  dense bf16 weights through stock PyTorch: the fallback when the kernel cannot build.
+  "none"  the weights as loaded (fp32 on the CPU: the exact parity path).
+  "auto"  int8 on the CPU when the kernel builds, else bf16 where its products beat fp32,
+          else none; none on CUDA and MPS, which already run bf16.
+
+Activations, norms and the KV cache keep the model's dtype; only the matrices change.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from functools import cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine import kernels
+
+SCHEMES = ("int8", "bf16", "none")
+STREAM_TOKENS = 4  # up to this many tokens a call streams int8 weights; more take a GEMM
+PROJECT_ROWS = 32768  # vocabulary rows dequantised at a time when projecting many positions
+GGUF_Q8_0, Q8_0_BLOCK = 8, 34  # gguf type id; bytes per block: fp16 scale + 32 int8
+
+
+@cache
+def bf16_is_faster(tokens: int) -> bool:
+    """Measure once: is a bf16 matrix product faster than fp32 on this CPU at this width?
+
+    CPUs with AMX or AVX512-BF16 run bf16 products several times faster; most others
+    emulate them and are slower. Timing it is the one test that holds on every CPU
+    (a few milliseconds).
+    """
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, 1024, generator=generator)
+    w = torch.randn(4096 if tokens == 1 else 1024, 1024, generator=generator)
+
+    def best(dtype):
+        xd, wd = x.to(dtype), w.to(dtype)
+        times = []
+        for _ in range(4):
+            start = time.perf_counter()
+            F.linear(xd, wd)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(torch.bfloat16) * 1.2 < best(torch.float32)
+
+
+def gemm_dtype() -> torch.dtype:
+    return torch.bfloat16 if bf16_is_faster(128) else torch.float32
+
+
+def resolve_scheme(scheme: str, device: torch.device) -> str:
+    """The scheme that will run: "auto" decided, and int8 without a compiler falling back."""
+    if scheme not in ("auto", *SCHEMES):
+        raise ValueError(f"Unknown quantization '{scheme}' (choose auto, {', '.join(SCHEMES)})")
+    if device.type != "cpu":
+        if scheme == "int8":
+            raise ValueError("int8 weights run on the CPU only; use bf16 or none on a GPU")
+        return "none" if scheme == "auto" else scheme
+    if scheme in ("auto", "int8") and kernels.available():
+        return "int8"
+    if scheme in ("auto", "int8"):
+        return "bf16" if bf16_is_faster(1) else "none"
+    return scheme
+
+
+# -- modules -------------------------------------------------------------------------------
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, q: torch.Tensor, scales: torch.Tensor):
+        super().__init__()
+        self.out_features, self.in_features = q.shape
+        self.register_buffer("qweight", q)
+        self.register_buffer("scales", scales)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        if flat.shape[0] <= STREAM_TOKENS:
+            y = kernels.matvec(flat, self.qweight, self.scales)
+        else:
+            dtype = gemm_dtype()
+            dense = kernels.dequantize(self.qweight, self.scales, dtype)
+            y = F.linear(flat.to(dtype), dense)
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+
+class Int8TiedEmbedding(nn.Module):
+    """The token table, read as embedding rows and, tied, as the output layer."""
+
+    def __init__(self, q: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("qweight", q)
+        self.register_buffer("scales", scales)
+        # Not the table: code that asks for the table's dtype and device (TextModel.embed_scale,
+        # Model.__init__) gets the dtype the rest of the model computes in.
+        self.weight = torch.empty(0, dtype=dtype, device=q.device)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        scales = self.scales[ids].float().repeat_interleave(kernels.GROUP, dim=-1)
+        return (self.qweight[ids].float() * scales).to(self.weight.dtype)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [.., d] -> fp32 logits [.., vocab]."""
+        vocab, d = self.qweight.shape
+        flat = hidden.reshape(-1, d)
+        if flat.shape[0] <= STREAM_TOKENS:
+            logits = kernels.matvec(flat, self.qweight, self.scales)
+        else:
+            dtype = gemm_dtype()
+            x = flat.to(dtype)
+            logits = torch.empty(flat.shape[0], vocab, dtype=torch.float32)
+            for start in range(0, vocab, PROJECT_ROWS):
+                end = min(start + PROJECT_ROWS, vocab)
+                dense = kernels.dequantize(self.qweight[start:end], self.scales[start:end], dtype)
+                logits[:, start:end] = F.linear(x, dense)
+        return logits.reshape(*hidden.shape[:-1], vocab)
+
+
+class HalfLinear(nn.Module):
+    """Stock PyTorch: bf16 weights, inputs cast to bf16 for the product only."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(torch.bfloat16), self.weight).to(x.dtype)
+
+
+class HalfTiedEmbedding(nn.Module):
+    def __init__(self, table: torch.Tensor, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("table", table.to(torch.bfloat16))
+        self.weight = torch.empty(0, dtype=dtype, device=table.device)  # see Int8TiedEmbedding
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.table).to(self.weight.dtype)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden.to(torch.bfloat16), self.table).float()
+
+
+# -- swapping them in ----------------------------------------------------------------------
+
+
+def quantize_for_inference(model, scheme: str = "auto", checkpoint=None) -> str:
+    """Swap the text model's matrices for quantised ones in place; returns the scheme applied.
+
+    `checkpoint` (optional) lets Q8_0 tensors of a GGUF file be taken over as they are.
+    """
+    applied = quantize_text(model.text, scheme, checkpoint, model.dtype)
+    model.quantization = applied
+    return applied
+
+
+def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None = None) -> str:
+    """Works on a loaded TextModel and on one still on the meta device (weights are then read
+    from `checkpoint`), so a loader can build quantised matrices without an fp32 copy."""
+    embed = text.embed_tokens.weight
+    device = torch.device("cpu") if embed.is_meta else embed.device
+    dtype = dtype or embed.dtype
+    applied = resolve_scheme(scheme, device)
+    if applied == "none":
+        return applied
+    if applied == "int8":
+        gemm_dtype()  # measured now, while loading, not inside the first prefill
+    int8 = applied == "int8"
+    for name, module in list(text.named_modules()):
+        if isinstance(module, nn.Linear):
+            weight = _weight(module.weight, f"{name}.weight", checkpoint, applied)
+            _replace(text, name, Int8Linear(*weight) if int8 else HalfLinear(weight))
+    weight = _weight(embed, "embed_tokens.weight", checkpoint, applied)
+    table = Int8TiedEmbedding(*weight, dtype) if int8 else HalfTiedEmbedding(weight, dtype)
+    text.embed_tokens = table
+    text.project = table.project  # shadows TextModel.project on this instance
+    return applied
+
+
+def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(owner_name) if owner_name else root, leaf, module)
+
+
+def _weight(weight: torch.Tensor, name: str, checkpoint, scheme: str):
+    """The matrix in the scheme's form: (int8, scales) for int8, a dense tensor for bf16."""
+    if scheme == "int8":
+        taken = _gguf_q8_0(checkpoint, name)
+        if taken is not None:
+            return taken
+    if weight.is_meta:
+        if checkpoint is None:
+            raise ValueError(f"'{name}' is not loaded and no checkpoint was given to read it")
+        weight = checkpoint.read(name, torch.float32, torch.device("cpu"))
+    return kernels.quantize(weight) if scheme == "int8" else weight.to(torch.bfloat16)
+
+
+def _gguf_q8_0(checkpoint, name: str):
+    """A GGUF Q8_0 tensor split into (int8, fp16 scales) without requantising, else None."""
+    if checkpoint is None or not hasattr(checkpoint, "gguf_tensor"):
+        return None
+    tensor = checkpoint.gguf_tensor(name)
+    if tensor.qtype != GGUF_Q8_0:
+        return None
+    rows, cols = tensor.shape
+    with warnings.catch_warnings():  # the mapping is read-only; it is only copied from
+        warnings.simplefilter("ignore", UserWarning)
+        blocks = torch.from_numpy(np.asarray(tensor.data)).reshape(-1, Q8_0_BLOCK)
+    scales = blocks[:, :2].contiguous().view(torch.float16).reshape(rows, cols // kernels.GROUP)
+    q = blocks[:, 2:].contiguous().view(torch.int8).reshape(rows, cols)
+    return q, scales
