@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from engine.checkpoints import open_checkpoint
+from engine.checkpoints.base import assign_parameter
 from engine.device import pick_device, pick_dtype
 from engine.errors import ModelLoadError
 from engine.memory import total_params
@@ -33,7 +33,7 @@ def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmpro
     names = [name for name, _ in text.named_parameters()]
     for i, name in enumerate(names):
         report(i / len(names), f"Loading {name}")
-        _assign(text, name, _read(checkpoint, name, weight_dtype, target, text))
+        assign_parameter(text, name, _read(checkpoint, name, weight_dtype, target, text))
     vision = _load_vision(checkpoint, config, weight_dtype, target, mmproj)
     report(1.0, "Loading the tokenizer")
     model = Model(config, text.eval(), vision, checkpoint.tokenizer(), Path(source),
@@ -52,12 +52,6 @@ def _read(checkpoint, name, dtype, device, module) -> torch.Tensor:
             f"the config implies {tuple(expected.shape)}"
         )
     return tensor
-
-
-def _assign(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
-    owner_name, _, leaf = name.rpartition(".")
-    owner = module.get_submodule(owner_name) if owner_name else module
-    setattr(owner, leaf, nn.Parameter(tensor, requires_grad=False))
 
 
 def _load_vision(checkpoint, config, dtype, device, mmproj):
@@ -82,7 +76,7 @@ def _load_vision(checkpoint, config, dtype, device, mmproj):
             raise ModelLoadError(f"vision tensor '{name}' has shape {tuple(tensor.shape)}, "
                                  f"expected {tuple(expected.shape)}")
         keep_fp32 = name.endswith("norm.weight") and "vision_tower" not in name
-        _assign(tower, name, tensor.to(device, torch.float32 if keep_fp32 else dtype))
+        assign_parameter(tower, name, tensor.to(device, torch.float32 if keep_fp32 else dtype))
     return tower.eval()
 
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.checkpoints.base import assign_parameter
+from engine.checkpoints.names import canonical_name
 from engine.config import VisionConfig
 from engine.errors import ModelLoadError
 from engine.text_model import RMSNorm
@@ -154,26 +156,15 @@ class VisionTower(nn.Module):
 
 # -- HF weights -------------------------------------------------------------------------------
 
-_VISION_PREFIXES = ("model.vision_tower.vision_model.", "vision_tower.vision_model.",
-                    "model.vision_tower.", "vision_tower.")
-_PROJECTOR_PREFIXES = ("model.multi_modal_projector.", "multi_modal_projector.")
 SOFT_EMB_NORM = "multi_modal_projector.mm_soft_emb_norm.weight"
 
 
 def canonical_vision_name(hf_name: str) -> str | None:
-    """The canonical name of an HF vision or projector tensor; None for every other tensor.
-
-    Layouts: hub originals (`vision_tower.vision_model.*`), newer saves with a leading `model.`,
-    and transformers 5 (no `vision_model.` level); the projector with or without `model.`.
-    """
-    for prefix in _VISION_PREFIXES:
-        if hf_name.startswith(prefix):
-            rest = hf_name[len(prefix):]
-            return None if rest.startswith("head.") else "vision_tower." + rest  # pooling head
-    for prefix in _PROJECTOR_PREFIXES:
-        if hf_name.startswith(prefix):
-            return "multi_modal_projector." + hf_name[len(prefix):]
-    return None
+    """The canonical name of an HF vision or projector tensor; None for every other tensor."""
+    name = canonical_name(hf_name)
+    if name is None or not name.startswith(("vision_tower.", "multi_modal_projector.")):
+        return None
+    return name
 
 
 def load_vision_weights(module: VisionTower,
@@ -194,14 +185,9 @@ def load_vision_weights(module: VisionTower,
         if name == SOFT_EMB_NORM:
             tensor = tensor.float() + 1.0
         device = tensor.device if expected.is_meta else expected.device
-        _assign(module, name, tensor.to(device, expected.dtype))
+        assign_parameter(module, name, tensor.to(device, expected.dtype))
         loaded.add(name)
     missing = sorted(set(params) - loaded)
     if missing:
         raise ModelLoadError(f"{len(missing)} vision tensors are missing, e.g. '{missing[0]}'")
     return module
-
-
-def _assign(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
-    owner_name, _, leaf = name.rpartition(".")
-    setattr(module.get_submodule(owner_name), leaf, nn.Parameter(tensor, requires_grad=False))

@@ -19,8 +19,12 @@ def tiny_text_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_multimodal_checkpoint(tmp_path_factory):
-    """Folder of a tiny random Gemma3ForConditionalGeneration with a small SigLIP tower."""
-    return tiny.build_multimodal_model(tmp_path_factory.mktemp("tiny_mm"))
+    """Folder of a tiny random Gemma3ForConditionalGeneration with a small SigLIP tower.
+
+    query_pre_attn_scalar equals head_dim so that a GGUF of the same text model matches it
+    (GGUF cannot store the scalar).
+    """
+    return tiny.build_multimodal_model(tmp_path_factory.mktemp("tiny_mm"), query_pre_attn_scalar=32)
 
 
 @pytest.fixture(scope="session")

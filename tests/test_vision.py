@@ -21,30 +21,13 @@ from engine.errors import EngineError, ModelLoadError
 from engine.images import preprocess
 from engine.tokenizer import Tokenizer
 from engine.vision_model import VisionTower, canonical_vision_name, load_vision_weights
-from tests import tiny
 
 IMAGE, BOI = 262144, 255999
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """Every vision weight random (HF starts LayerNorms at 1/0 and the projection at zero).
-
-    query_pre_attn_scalar equals head_dim so that a GGUF of the same text model matches it.
-    """
-    from transformers import Gemma3ForConditionalGeneration
-
-    torch.manual_seed(0)
-    model = Gemma3ForConditionalGeneration(tiny.multimodal_config(query_pre_attn_scalar=32))
-    tiny._randomise_norms(model)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "vision_tower" in name or "mm_input_projection" in name:
-                base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
-                param.copy_(base + torch.randn_like(param) * 0.2)
-    path = tmp_path_factory.mktemp("tiny_vision")
-    model.save_pretrained(path)
-    return path
+def checkpoint(tiny_multimodal_checkpoint):
+    return tiny_multimodal_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -58,20 +58,24 @@ def multimodal_config(**text_overrides):
     return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=256)
 
 
-def build_multimodal_model(path: Path, seed: int = 0) -> Path:
-    """A Gemma3ForConditionalGeneration with a small SigLIP, saved with save_pretrained."""
+def build_multimodal_model(path: Path, seed: int = 0, **text_overrides) -> Path:
+    """A Gemma3ForConditionalGeneration with a small SigLIP, every weight random."""
     from transformers import Gemma3ForConditionalGeneration
 
     torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(multimodal_config()).eval()
+    model = Gemma3ForConditionalGeneration(multimodal_config(**text_overrides)).eval()
     _randomise_norms(model)
     model.save_pretrained(path)
     return path
 
 
 def _randomise_norms(model: torch.nn.Module) -> None:
-    """HF initialises Gemma norms to zero (multiplier 1): random ones catch a missing +1."""
+    """HF initialises Gemma norms to zero (multiplier 1) and the projector, vision biases and
+    LayerNorms to constants: random values everywhere catch a missing +1 or a zeroed path."""
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith("norm.weight") and "vision" not in name:
+            if "vision_tower" in name or "mm_input_projection" in name:
+                base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
+                param.copy_(base + torch.randn_like(param) * 0.2)
+            elif name.endswith("norm.weight"):
                 param.copy_(torch.randn_like(param) * 0.3)

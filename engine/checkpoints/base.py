@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from engine.config import ModelConfig
 
@@ -48,3 +49,10 @@ def is_gemma_norm(name: str) -> bool:
     if name.startswith("vision_tower."):
         return False
     return name.endswith("norm.weight")
+
+
+def assign_parameter(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Replace the (meta) parameter `name` of `module` by `tensor`, frozen."""
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    setattr(owner, leaf, nn.Parameter(tensor, requires_grad=False))

@@ -18,7 +18,8 @@ def canonical_name(name: str) -> str | None:
     """The canonical name of an HF tensor, or None for tensors the engine does not use."""
     for prefix in _VISION_PREFIXES:
         if name.startswith(prefix):
-            return "vision_tower." + name[len(prefix):]
+            rest = name[len(prefix):]
+            return None if rest.startswith("head.") else "vision_tower." + rest  # pooling head
     for prefix in _PROJECTOR_PREFIXES:
         if name.startswith(prefix):
             return "multi_modal_projector." + name[len(prefix):]
