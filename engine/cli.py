@@ -76,6 +76,24 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.bench import run_bench
+
+    peers = None if args.peers is None else tuple(p for p in args.peers.split(",") if p != "none")
+    model = None if args.model == "default" else Path(args.model)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    try:
+        run_bench(Path(args.out), quick=args.quick, peers=peers, model=model,
+                  threads=args.threads, log=log)
+    except ValueError as exc:
+        print(f"gemma-desk-cli bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote {args.out} and {Path(args.out).with_suffix('.json')}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemma-desk-cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,10 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="longest summary of one section")
     summ.add_argument("--answer-tokens", type=int, default=None, help="longest final summary")
     summ.add_argument("--device", default="auto")
+    bench = sub.add_parser("bench", help="speed against transformers and llama.cpp, same run")
+    bench.add_argument("--quick", action="store_true", help="one short run of tiny sizes")
+    bench.add_argument("--out", default="BENCHMARKS.md", help="the Markdown file (+ its .json)")
+    bench.add_argument("--peers", default=None,
+                       help="comma-separated: transformers,llama.cpp or none "
+                            "(default: both; none with --quick)")
+    bench.add_argument("--model", default="default", help="a .gguf file, or 'default'")
+    bench.add_argument("--threads", type=int, default=None, help="default: every core")
     return parser
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "summarize": cmd_summarize}
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "summarize": cmd_summarize,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

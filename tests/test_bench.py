@@ -1,0 +1,55 @@
+"""The bench command: a quick real run on the 270M (so it cannot rot) and its tables."""
+
+from __future__ import annotations
+
+import json
+
+from engine.bench_report import markdown
+from engine.cli import main
+
+METRICS = ("load_s", "prefill_32_tps", "prefill_64_tps", "decode_tps", "first_turn_ttft_s",
+           "follow_up_ttft_s", "peak_rss_bytes")
+
+
+def test_quick_bench_writes_markdown_and_json(tmp_path, real_gguf):
+    out = tmp_path / "BENCHMARKS.md"
+    assert main(["bench", "--quick", "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    ours = report["results"]["gemma-desk"]
+    assert "error" not in ours, ours
+    for key in METRICS:
+        assert ours[key] and all(value > 0 for value in ours[key]), key
+    assert ours["engine"].startswith("gemma-desk (")
+    assert report["environment"]["threads"] >= 1
+    text = out.read_text()
+    assert "| Decode (tokens/s) |" in text
+    assert f"{report['environment']['model']}" in text
+
+
+def test_unknown_peer_is_refused(tmp_path, capsys):
+    assert main(["bench", "--quick", "--peers", "vllm", "--out", str(tmp_path / "B.md")]) == 2
+    assert "Unknown peer vllm" in capsys.readouterr().err
+    assert not (tmp_path / "B.md").exists()
+
+
+def report(results: dict) -> dict:
+    environment = {"command": "gemma-desk-cli bench", "date": "today", "device": "CPU: test",
+                   "threads": 2, "model": "m.gguf", "model_bytes": 2e8, "torch": "2",
+                   "python": "3", "platform": "linux", "int8_kernel": "built"}
+    sizes = {"prefill": [512], "decode_prompt": 64, "document": 8000, "runs": 3}
+    return {"environment": environment, "sizes": sizes, "results": results}
+
+
+def test_tables_show_medians_and_ratios_in_our_favour_direction():
+    ours = {"engine": "gemma-desk (int8)", "load_s": [1.0], "prefill_512_tps": [400, 500, 450],
+            "decode_tps": [50, 60, 55], "peak_rss_bytes": [500e6]}
+    peer = {"engine": "transformers", "load_s": [50.0], "prefill_512_tps": [150, 150, 150],
+            "decode_tps": [11, 11, 11], "peak_rss_bytes": [2000e6]}
+    text = markdown(report({"gemma-desk": ours, "transformers": peer,
+                            "llama.cpp": {"error": "not installed"}}))
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()}
+    assert rows["Load (s)"].endswith("| 1.00 | 50.00 | 50.0x |")  # less time: peer / ours
+    assert rows["Prefill 512 tokens (tokens/s)"].endswith("| 450 | 150 | 3.0x |")
+    assert rows["Decode (tokens/s)"].endswith("| 55.0 | 11.0 | 5.0x |")
+    assert rows["Peak memory, RSS (MB)"].endswith("| 500 | 2000 | 4.0x |")
+    assert "- llama.cpp: not installed" in text
