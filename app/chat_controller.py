@@ -16,7 +16,8 @@ from app.attachments import PendingAttachment
 from app.conversation import Conversation, Message
 from app.store import StreamingSaver
 
-REPAINT_MS = 33  # ~30 repaints a second while an answer streams
+REPAINT_MS = 33  # ~30 repaints a second while an answer streams...
+REPAINT_SHARE = 3  # ...but at most a third of the GUI thread's time goes to laying out the answer
 
 
 class ChatController(QObject):
@@ -35,6 +36,7 @@ class ChatController(QObject):
         self.saver: StreamingSaver | None = None
         self.editing_id: str | None = None
         self._progress_note = ""
+        self.render_cost = lambda: 0.0  # seconds the last layout of the answer took
         self._flush_timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._flush_timer.timeout.connect(self.flush)
         client.token.connect(self._on_token)
@@ -139,7 +141,8 @@ class ChatController(QObject):
         self.saver.append(piece)
         self._progress_note = ""
         if not self._flush_timer.isActive():
-            self._flush_timer.start()
+            cost_ms = int(self.render_cost() * 1000)
+            self._flush_timer.start(max(REPAINT_MS, REPAINT_SHARE * cost_ms))
 
     def _on_prefill(self, job: int, done: int, total: int) -> None:
         if job == self.job and total:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt
 
 from app.conversation import Conversation, Message
 
-PAGE = 40
+PAGE = 30
 CONTEXT_START = "context_start"  # key in a message's stats: the model's view starts here
 
 MessageRole = Qt.ItemDataRole.UserRole + 1
@@ -105,6 +105,20 @@ class ChatModel(QAbstractListModel):
         self._rows = rows
         self.endInsertRows()
         return added
+
+    def trim_to_last_page(self) -> int:
+        """Let go of the older rows again (the user is back at the end of a long chat), so that
+        resizing the window relayouts a page, not a thousand messages. Returns rows removed."""
+        keep_from = max(0, len(self.messages) - PAGE)
+        if keep_from <= self.first_loaded:
+            return 0
+        self.first_loaded = keep_from
+        rows = self._build_rows()
+        removed = len(self._rows) - len(rows)  # `rows` is the tail of what is shown
+        self.beginRemoveRows(QModelIndex(), 0, removed - 1)
+        self._rows = rows
+        self.endRemoveRows()
+        return removed
 
     def append(self, message: Message) -> None:
         self.messages.append(message)

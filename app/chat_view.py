@@ -12,13 +12,14 @@ from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QKeySequenc
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QToolTip
 
 from app import theme
-from app.chat_model import ChatModel, MessageRole
+from app.chat_model import PAGE, ChatModel, MessageRole
 from app.image_viewer import ImageViewer
 from app.markdown_render import COPY_CODE
 from app.message_actions import ACTIONS, MessageActions, actions_for
 from app.message_delegate import MessageDelegate
 
 LOAD_MARGIN = 300  # pixels from the top at which older messages are loaded
+TRIM_ROWS = 3 * PAGE  # back at the end of a chat with more rows than this, older ones go
 
 
 class ChatView(QListView):
@@ -87,7 +88,10 @@ class ChatView(QListView):
     def _scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
         self._stick = value >= bar.maximum() - 8
-        if value < LOAD_MARGIN and self.chat.has_earlier() and self._anchor is None:
+        if self._stick and self.chat.rowCount() > TRIM_ROWS and self._anchor is None:
+            QTimer.singleShot(0, self.chat.trim_to_last_page)
+        margin = max(LOAD_MARGIN, self.viewport().height())  # a screen ahead of the user
+        if value < margin and self.chat.has_earlier() and self._anchor is None:
             self._anchor = (bar.maximum(), value)
             QTimer.singleShot(0, self.chat.load_earlier)
         self._place_actions_at_cursor()

@@ -46,6 +46,7 @@ class MainWindow(QMainWindow):
         self._build()
         self.chats = ChatController(self.store, client, self.chat_model, self.composer,
                                     self.settings, self)
+        self.chats.render_cost = lambda: self.view.delegate.cache.last_build_s
         self.context = ContextController(self.chats, client, self.meter, self.banner, self)
         self.actions = WindowActions(self)
         self._connect()

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 from app import icons, theme
 from app.attachments import human_size
 from app.chat_model import KindRole, MessageRole, RevisionRole
-from app.message_layout import Layout, LayoutCache, thumbnail
+from app.message_layout import Layout, LayoutCache, column, thumbnail
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -28,21 +28,28 @@ class MessageDelegate(QStyledItemDelegate):
 
     # -- geometry ------------------------------------------------------------------------------
 
-    def layout_for(self, index) -> Layout:
+    def _key_parts(self, index):
         model = index.model()
         row = model.row_at(index.row())
-        message = index.data(MessageRole)
+        message = row.message
         progress = model.progress.get(message.id, "") if message else ""
-        width = self.view.viewport().width()
-        return self.cache.get(row, index.data(RevisionRole), width, progress, self.view.font())
+        _left, inner = column(self.view.viewport().width())
+        return row, index.data(RevisionRole), inner, progress, self.view.font()
+
+    def layout_for(self, index) -> Layout:
+        """The row's layout, in coordinates relative to the text column (see `left`)."""
+        return self.cache.get(*self._key_parts(index))
+
+    def left(self) -> int:
+        return column(self.view.viewport().width())[0]
 
     def sizeHint(self, option, index) -> QSize:
-        return QSize(self.view.viewport().width(), self.layout_for(index).height)
+        return QSize(self.view.viewport().width(), self.cache.height(*self._key_parts(index)))
 
     def hit(self, index, rect: QRect, pos: QPoint):
         """What is under `pos`: ("image"|"file", message, i), ("link", href), or None."""
         layout = self.layout_for(index)
-        local = pos - rect.topLeft()
+        local = pos - rect.topLeft() - QPoint(self.left(), 0)
         for kind, items in (("image", layout.thumbs), ("file", layout.chips)):
             for r, message, i in items:
                 if r.contains(local):
@@ -56,7 +63,7 @@ class MessageDelegate(QStyledItemDelegate):
 
     def actions_anchor(self, index, rect: QRect) -> QRect:
         """Where the message's actions bar goes (the right end of its footer)."""
-        return self.layout_for(index).footer.translated(rect.topLeft())
+        return self.layout_for(index).footer.translated(rect.topLeft() + QPoint(self.left(), 0))
 
     # -- painting ------------------------------------------------------------------------------
 
@@ -68,13 +75,16 @@ class MessageDelegate(QStyledItemDelegate):
         kind = index.data(KindRole)
         if kind == "dropped":
             self._paint_dropped(painter, option.rect.width(), layout, index.data())
-        elif kind == "system":
+            painter.restore()
+            return
+        painter.translate(self.left(), 0)
+        if kind == "system":
             self._paint_system(painter, layout)
         else:
             self._paint_message(painter, layout, index.data(MessageRole))
         if option.state & QStyle.StateFlag.State_HasFocus and self.view.hasFocus() and \
                 self.view.keyboard_focus:
-            self._paint_focus(painter, layout, option.rect.width())
+            self._paint_focus(painter, layout, column(option.rect.width())[1])
         painter.restore()
 
     def _paint_message(self, painter: QPainter, layout: Layout, message) -> None:
@@ -209,7 +219,7 @@ class MessageDelegate(QStyledItemDelegate):
         pen.setAlpha(140)
         painter.setPen(pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawRoundedRect(QRectF(6, 2, width - 12, layout.height - 4), 10, 10)
+        painter.drawRoundedRect(QRectF(-12, 2, width + 24, layout.height - 4), 10, 10)
 
 
 def _rounded(painter: QPainter, rect: QRect, radius: float, fill: QColor,

@@ -6,6 +6,7 @@ exactly that: scrolling and repainting a long chat reuse layouts instead of layi
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,26 +51,44 @@ class Layout:
 
 
 class LayoutCache:
-    def __init__(self, limit: int = 600) -> None:
+    """Layouts (with their text documents) for the rows on screen lately, and the height of
+    every row ever measured: a relayout of a long chat asks for heights only."""
+
+    def __init__(self, limit: int = 300) -> None:
         self.limit = limit
         self._items: OrderedDict[tuple, Layout] = OrderedDict()
+        self._heights: dict[tuple, int] = {}
+        self.last_build_s = 0.0  # how long the latest layout took (streaming adapts to it)
 
-    def get(self, row: Row, revision: int, width: int, progress: str, font: QFont) -> Layout:
-        message = row.message
-        key = (row.kind, message.id if message else row.text, revision, width, progress,
-               theme.current().name, font.key())
+    @staticmethod
+    def key(row: Row, revision: int, inner: int, progress: str, font: QFont) -> tuple:
+        name = row.message.id if row.message else row.text
+        return row.kind, name, revision, inner, progress, theme.current().name, font.key()
+
+    def get(self, row: Row, revision: int, inner: int, progress: str, font: QFont) -> Layout:
+        key = self.key(row, revision, inner, progress, font)
         found = self._items.get(key)
         if found is None:
-            found = build(row, width, progress, font)
+            started = time.perf_counter()
+            found = build(row, inner, progress, font)
+            self.last_build_s = time.perf_counter() - started
             self._items[key] = found
+            self._heights[key] = found.height
             while len(self._items) > self.limit:
                 self._items.popitem(last=False)
         else:
             self._items.move_to_end(key)
         return found
 
+    def height(self, row: Row, revision: int, inner: int, progress: str, font: QFont) -> int:
+        key = self.key(row, revision, inner, progress, font)
+        known = self._heights.get(key)
+        return known if known is not None else self.get(row, revision, inner, progress,
+                                                        font).height
+
     def clear(self) -> None:
         self._items.clear()
+        self._heights.clear()
 
 
 def column(width: int) -> tuple[int, int]:
@@ -78,14 +97,15 @@ def column(width: int) -> tuple[int, int]:
     return max(SIDE, (width - inner) // 2), inner
 
 
-def build(row: Row, width: int, progress: str, font: QFont) -> Layout:
+def build(row: Row, inner: int, progress: str, font: QFont) -> Layout:
+    """The layout of a row in a text column `inner` wide; x is relative to the column."""
     if row.kind == "dropped":
         return Layout(height=QFontMetrics(font).height() + 28)
     if row.kind == "system":
-        return _system(row.text, width, font)
+        return _system(row.text, inner, font)
     if row.message.role == "user":
-        return _user(row.message, width, font)
-    return _model(row.message, width, progress, font)
+        return _user(row.message, inner, font)
+    return _model(row.message, inner, progress, font)
 
 
 def _document(rendered: Rendered, font: QFont, text_width: int) -> QTextDocument:
@@ -122,8 +142,8 @@ def _row_width(placed, y: int) -> int:
     return max(r.right() for r in same) + 1
 
 
-def _user(message: Message, width: int, font: QFont) -> Layout:
-    left, inner = column(width)
+def _user(message: Message, inner: int, font: QFont) -> Layout:
+    left = 0
     layout = Layout(height=0)
     y = _attachments(message, left, inner, 12, True, layout)
     rendered = render_plain(message.text, theme.current())
@@ -144,8 +164,8 @@ def _user(message: Message, width: int, font: QFont) -> Layout:
     return layout
 
 
-def _model(message: Message, width: int, progress: str, font: QFont) -> Layout:
-    left, inner = column(width)
+def _model(message: Message, inner: int, progress: str, font: QFont) -> Layout:
+    left = 0
     layout = Layout(height=0)
     layout.avatar = QRect(left, 12, AVATAR, AVATAR)
     text_left = left + AVATAR + 12
@@ -163,8 +183,8 @@ def _model(message: Message, width: int, progress: str, font: QFont) -> Layout:
     return layout
 
 
-def _system(text: str, width: int, font: QFont) -> Layout:
-    left, inner = column(width)
+def _system(text: str, inner: int, font: QFont) -> Layout:
+    left = 0
     rendered = render_plain(text, theme.current())
     doc = _document(rendered, font, inner - 28)
     height = int(doc.size().height())

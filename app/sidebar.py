@@ -52,6 +52,12 @@ class Sidebar(QFrame):
         self.search.setClearButtonEnabled(True)
         self.search_icon = self.search.addAction(icons.icon("search"),
                                                  QLineEdit.ActionPosition.LeadingPosition)
+        self.search_icon.setToolTip("Search all chats (Ctrl+F)")
+        self.search_icon.triggered.connect(self.focus_search)
+        for button in self.search_icon.associatedObjects():
+            if button is not self.search:
+                button.setAccessibleName("Search")
+                button.setToolTip("Search all chats (Ctrl+F)")
         box.addWidget(self.search)
         self.pages = QStackedWidget()
         self.chats = ConversationListModel(store)

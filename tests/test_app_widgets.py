@@ -1,0 +1,305 @@
+"""The window's parts against a scripted engine client (fast; the real model is in
+test_app_window.py): rendering, long chats, composer, overflow choices, actions, search."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from PySide6.QtCore import QObject, QPoint, Qt, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit
+
+from app.chat_model import PAGE, KindRole
+from app.image_viewer import ImageViewer
+from app.main_window import MainWindow
+from app.markdown_render import render_markdown
+from app.settings import Settings
+from app.store import Store
+from app.theme import DARK, LIGHT
+from tests.app_support import FakeClient, picture
+
+FAST = 10_000
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    def make(client=None, **settings):
+        values = {"theme": "light", "first_run_done": True, **settings}
+        win = MainWindow(client=client or FakeClient("Hello **there**."),
+                         store=Store(tmp_path / "chats.sqlite3"), settings=Settings(**values))
+        qtbot.addWidget(win)
+        win.show()
+        win.activateWindow()
+        qtbot.waitActive(win)
+        return win
+    return make
+
+
+def send(qtbot, window, text: str) -> None:
+    window.composer.set_text(text)
+    QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+
+
+def test_signal_delivery_keeps_reference_counts():
+    """PySide6 6.12.0 dropped a reference to True on every emit (an abort after ~600)."""
+
+    class Emitter(QObject):
+        fired = Signal(int)
+
+    emitter, seen = Emitter(), []
+    emitter.fired.connect(seen.append)
+    true, none = sys.getrefcount(True), sys.getrefcount(None)
+    for i in range(300):
+        emitter.fired.emit(i)
+    assert len(seen) == 300
+    assert sys.getrefcount(True) >= true and sys.getrefcount(None) >= none  # 6.12: -300
+
+
+def test_markdown_shows_html_as_text_and_colours_code():
+    text = "<script>x</script> **bold**\n\n```python\ndef f():\n    return 1\n```\n\n![a](/etc/x)"
+    rendered = render_markdown(text, LIGHT)
+    assert "&lt;script&gt;" in rendered.html and "<script>" not in rendered.html
+    assert "<strong>bold</strong>" in rendered.html
+    assert rendered.code_blocks == ("def f():\n    return 1",)
+    assert "copy-code:0" in rendered.html and "<img" not in rendered.html
+    assert render_markdown("```python\nx = 1\n```", DARK).html != \
+        render_markdown("```python\nx = 1\n```", LIGHT).html  # colours follow the theme
+
+
+def test_a_thousand_messages_open_one_page_and_scroll_up_smoothly(qtbot, make_window):
+    window = make_window()
+    chat = window.store.create_conversation("Long chat")
+    for i in range(1000):
+        window.store.add_message(chat.id, ("user", "model")[i % 2],
+                                 f"Message {i} with `code` and **bold** words " * 3)
+    started = time.perf_counter()
+    window.chats.open(chat.id)
+    window.view.doItemsLayout()
+    QGuiApplication.processEvents()
+    print(f"\nopening 1000 messages took {(time.perf_counter() - started) * 1000:.0f} ms")
+    assert window.chat_model.rowCount() == PAGE
+    bar = window.view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum() and bar.maximum() > 0, timeout=FAST)
+    top_row = window.view.indexAt(QPoint(10, 40)).row()
+    top_id = window.chat_model.row_at(top_row).message.id if top_row >= 0 else None
+    bar.setValue(0)  # the user scrolls to the top: older messages come in above
+    qtbot.waitUntil(lambda: window.chat_model.rowCount() == 2 * PAGE, timeout=FAST)
+    qtbot.waitUntil(lambda: bar.value() > 0, timeout=FAST)
+    assert window.chat_model.messages[window.chat_model.first_loaded].text.startswith(
+        f"Message {1000 - 2 * PAGE} ")
+    assert top_id is not None
+
+
+def test_enter_sends_and_shift_enter_breaks_the_line(qtbot, make_window):
+    window = make_window()
+    QTest.keyClicks(window.composer.input, "line one")
+    QTest.keyClick(window.composer.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClicks(window.composer.input, "line two")
+    assert window.composer.text() == "line one\nline two"
+    QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    assert window.client.requests[-1]["turns"][-1]["text"] == "line one\nline two"
+    assert [m.text for m in window.chat_model.messages] == ["line one\nline two",
+                                                            "Hello **there**."]
+    assert window.chat_model.messages[-1].stats["decode_tps"] == 40.0
+
+
+def test_streaming_repaints_are_throttled(qtbot, make_window):
+    window = make_window(FakeClient("word " * 150))
+    repaints = []
+    window.chat_model.dataChanged.connect(lambda *a: repaints.append(time.perf_counter()))
+    tokens = []
+    window.client.token.connect(lambda job, piece: tokens.append(time.perf_counter()))
+    send(qtbot, window, "go")
+    elapsed_ms = (tokens[-1] - tokens[0]) * 1000
+    assert len(tokens) == 250
+    assert len(repaints) <= elapsed_ms / 33 + 4 < len(tokens)
+
+
+def test_chips_can_be_removed_and_broken_files_stop_the_send(qtbot, make_window, tmp_path):
+    window = make_window()
+    missing = str(tmp_path / "gone.pdf")
+    window.composer.add_paths([picture(tmp_path / "a.png"), missing])
+    chips = window.composer.chips()
+    assert [c.item.name for c in chips] == ["a.png", "gone.pdf"]
+    assert chips[1].property("problem") is True and "Cannot be used" in chips[1].detail_text()
+    qtbot.waitUntil(lambda: chips[0].item.token_cost == 260, timeout=FAST)
+    window.composer.set_text("look")
+    window.composer.request_send()
+    assert window.banner.isVisible() and "gone.pdf" in window.banner.text.text()
+    assert window.composer.text() == "look" and not window.client.requests  # nothing lost
+    chips[1].remove_button.click()
+    assert [c.item.name for c in window.composer.chips()] == ["a.png"]
+    window.composer.request_send()
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    sent = window.client.requests[-1]["turns"][-1]["attachments"]
+    assert [a["name"] for a in sent] == ["a.png"]
+
+
+def test_a_text_only_model_says_so_when_a_picture_is_attached(qtbot, make_window, tmp_path):
+    client = FakeClient()
+    client.info["sees_images"] = False
+    client.measure = lambda key, path, kind, pan: client.measured.emit(
+        key, {"token_cost": 260, "note": "this model cannot see pictures"})
+    window = make_window(client)
+    window.composer.add_paths([picture(tmp_path / "cat.png")])
+    assert "cannot see pictures" in window.banner.text.text()
+    window.composer.set_text("what is this?")
+    window.composer.request_send()
+    assert not client.requests and "Nothing was sent" in window.banner.text.text()
+
+
+def test_overflow_offers_dropping_the_oldest_turns(qtbot, make_window):
+    client = FakeClient(context_length=400)
+    window = make_window(client, max_answer_tokens=50)
+    chat = window.store.create_conversation("Full")
+    for i in range(6):
+        window.store.add_message(chat.id, ("user", "model")[i % 2], f"turn {i} " + "x" * 300)
+    window.chats.open(chat.id)
+    window.composer.set_text("one more question " * 4)
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    assert "too many" in window.meter.label.text()
+    window.composer.request_send()
+    assert window.banner.kind == "overflow" and "does not fit" in window.banner.text.text()
+    assert not client.requests  # refused, not cut
+    buttons = [b for b in window.banner.findChildren(QAbstractButton)
+               if b.text() == "Drop the oldest turns"]
+    buttons[0].click()
+    qtbot.waitUntil(lambda: len(client.requests) == 1, timeout=FAST)
+    kinds = [window.chat_model.index(r).data(KindRole) for r in range(
+        window.chat_model.rowCount())]
+    assert "dropped" in kinds
+    sent = client.requests[0]["turns"]
+    assert sent[0]["text"].startswith("turn 2") or sent[0]["text"].startswith("turn 4")
+    assert sent[-1]["text"].startswith("one more question")
+
+
+def test_overflow_can_start_a_new_chat_carrying_a_summary(qtbot, make_window):
+    client = FakeClient(context_length=400)
+    window = make_window(client, max_answer_tokens=50)
+    chat = window.store.create_conversation("Old topic")
+    for i in range(4):
+        window.store.add_message(chat.id, ("user", "model")[i % 2], "y" * 400)
+    window.chats.open(chat.id)
+    window.composer.set_text("next")
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    window.composer.request_send()
+    window.context.new_chat_with_summary()
+    qtbot.waitUntil(lambda: len(client.requests) == 1, timeout=FAST)
+    new = window.chats.conversation
+    assert new.id != chat.id and "They talked about tests." in new.system_prompt
+    assert "Old topic" in new.system_prompt and len(client.summaries[0]["turns"]) == 4
+    assert client.requests[0]["turns"] == [{"role": "user", "text": "next", "attachments": []}]
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    assert window.chat_model.row_at(0).kind == "system"  # the summary is shown in the chat
+
+
+def test_an_interrupted_answer_continues_in_place(qtbot, make_window):
+    window = make_window(FakeClient(" and the rest."))
+    chat = window.store.create_conversation()
+    window.store.add_message(chat.id, "user", "Tell me")
+    cut = window.store.add_message(chat.id, "model", "The start", status="interrupted")
+    window.chats.open(chat.id)
+    from app.message_actions import actions_for
+
+    assert "continue" in actions_for(window.chat_model.messages[-1], True, False)
+    window.view.action_requested.emit("continue", cut.id)
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    request = window.client.requests[-1]
+    assert request["continue_last"] and request["turns"][-1]["text"] == "The start"
+    done = window.store.get_message(cut.id)
+    assert done.text == "The start and the rest." and done.status == "complete"
+
+
+def test_stop_keeps_the_partial_answer(qtbot, make_window):
+    window = make_window(FakeClient("x" * 3000))
+    window.composer.set_text("go")
+    window.composer.request_send()
+    qtbot.waitUntil(lambda: len(window.chats.saver.text) > 30 if window.chats.saver else False,
+                    timeout=FAST)
+    window.composer.send_button.click()  # the send button is the stop button meanwhile
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    answer = window.store.get_conversation(window.conversation_id()).messages[-1]
+    assert answer.status == "stopped" and 30 < len(answer.text) < 3000
+
+
+def test_copy_message_and_code_block(qtbot, make_window):
+    window = make_window(FakeClient("Try:\n\n```python\nprint('hi')\n```\n"))
+    send(qtbot, window, "code please")
+    answer = window.chat_model.messages[-1]
+    window.view.action_requested.emit("copy", answer.id)
+    assert QGuiApplication.clipboard().text() == answer.text
+    index = window.chat_model.index(window.chat_model.rowCount() - 1)
+    rect = window.view.visualRect(index)
+    layout = window.view.delegate.layout_for(index)
+    card, _ = layout.code_cards[0]
+    doc_layout = layout.doc.documentLayout()
+    copy_at = next(QPoint(x, int(card.top()) + 10) for x in range(int(card.right()), 0, -2)
+                   if doc_layout.anchorAt(QPoint(x, int(card.top()) + 10).toPointF()))
+    column_left = QPoint(window.view.delegate.left(), 0)
+    click = rect.topLeft() + column_left + layout.text_rect.topLeft() + copy_at
+    QTest.mouseClick(window.view.viewport(), Qt.MouseButton.LeftButton, pos=click)
+    assert QGuiApplication.clipboard().text() == "print('hi')"
+
+
+def test_clicking_a_thumbnail_opens_the_picture(qtbot, make_window, tmp_path):
+    window = make_window()
+    window.composer.add_paths([picture(tmp_path / "view.png", 640, 400)])
+    send(qtbot, window, "see")
+    index = window.chat_model.index(0)
+    rect, _message, _i = window.view.delegate.layout_for(index).thumbs[0]
+    column_left = QPoint(window.view.delegate.left(), 0)
+    center = window.view.visualRect(index).topLeft() + column_left + rect.center()
+    QTest.mouseClick(window.view.viewport(), Qt.MouseButton.LeftButton, pos=center)
+    viewers = [w for w in window.findChildren(ImageViewer) if w.isVisible()]
+    assert viewers and viewers[0].windowTitle() == "view.png"
+
+
+def test_search_finds_a_message_and_opens_its_chat(qtbot, make_window):
+    window = make_window()
+    chat = window.store.create_conversation("Trip")
+    window.store.add_message(chat.id, "user", "Which train goes to Zermatt?")
+    window.new_chat()
+    window.actions.search.trigger()  # Ctrl+F
+    assert window.sidebar.isVisible() and window.sidebar.search.selectedText() == ""
+    QTest.keyClicks(window.sidebar.search, "zermat")
+    qtbot.waitUntil(lambda: window.sidebar.results.count() == 1, timeout=FAST)
+    window.sidebar.results.itemClicked.emit(window.sidebar.results.item(0))
+    assert window.conversation_id() == chat.id
+    assert window.chat_model.messages[0].text == "Which train goes to Zermatt?"
+
+
+def test_settings_persist_and_damaged_values_fall_back(tmp_path):
+    from app import settings as store
+
+    store.save(Settings(temperature=0.3, theme="dark", model_folders=["/models"], seed=7))
+    loaded = store.load()
+    assert (loaded.temperature, loaded.theme, loaded.model_folders, loaded.seed) == \
+        (0.3, "dark", ["/models"], 7)
+    raw = store._store()
+    raw.setValue("top_k", "many")
+    raw.setValue("theme", "purple")
+    raw.sync()
+    loaded = store.load()
+    assert loaded.top_k == 64 and loaded.theme == "system"
+
+
+def test_every_control_has_a_name_and_a_tooltip(make_window):
+    window = make_window()
+    controls = [w for kind in (QAbstractButton, QLineEdit, QPlainTextEdit, QComboBox)
+                for w in window.findChildren(kind) if w.isVisible()]
+    assert len(controls) >= 6
+    unnamed = [type(w).__name__ for w in controls if not w.accessibleName() or not w.toolTip()]
+    assert not unnamed
+
+
+def test_dark_theme_and_files_from_the_command_line(qtbot, make_window, tmp_path):
+    window = make_window(theme="dark")
+    assert QGuiApplication.palette().window().color().name() == DARK.sidebar
+    window.open_files([picture(tmp_path / "cli.png")])
+    assert window.conversation_id() is None
+    assert [c.item.name for c in window.composer.chips()] == ["cli.png"]

@@ -1,0 +1,162 @@
+"""The inference thread with the real bundled 270M: loading, streaming, stop, errors, counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app_support import picture, real_client
+
+LONG = 120_000  # ms: the shared test machine can be slow
+
+
+@pytest.fixture(scope="module")
+def client(qapp):
+    return real_client()
+
+
+def request(text: str, max_new_tokens: int = 4, **extra) -> dict:
+    return {"turns": [{"role": "user", "text": text, "attachments": []}], "system": "",
+            "pan_and_scan": False, "continue_last": False, "max_new_tokens": max_new_tokens,
+            "sampling": None, "reserve": 0, **extra}
+
+
+def run(qtbot, client, req: dict, on_token=None):
+    """Start a job and wait for its end: (pieces, finished stats or None, failure or None)."""
+    pieces, outcome = [], {}
+
+    def token(job, piece):
+        if job == number:
+            pieces.append(piece)
+            if on_token:
+                on_token(job)
+
+    def finished(job, stats):
+        if job == number:
+            outcome["stats"] = stats
+
+    def failed(job, message, details):
+        if job == number:
+            outcome["failure"] = (message, details)
+
+    client.token.connect(token)
+    client.finished.connect(finished)
+    client.failed.connect(failed)
+    try:
+        number = client.generate(req)
+        qtbot.waitUntil(lambda: bool(outcome), timeout=LONG)
+    finally:
+        for signal, slot in ((client.token, token), (client.finished, finished),
+                             (client.failed, failed)):
+            signal.disconnect(slot)
+    return pieces, outcome.get("stats"), outcome.get("failure")
+
+
+def test_loaded_model_is_described(client):
+    info = client.info
+    assert info["is_default"] and info["base_model"]
+    assert info["sees_images"] is False
+    assert info["context_length"] == 2048
+    assert info["name"].lower().startswith("gemma 3 270m")
+
+
+def test_answer_streams_and_finishes_with_stats(qtbot, client):
+    pieces, stats, failure = run(qtbot, client, request("The capital of France is"))
+    assert failure is None
+    assert pieces and "".join(pieces).strip()
+    assert stats["decode_tokens"] >= 1 and stats["ttft_s"] > 0
+    assert stats["stop_reason"] in ("max_tokens", "stop_token")
+
+
+def test_stop_ends_the_answer_and_keeps_what_was_written(qtbot, client):
+    pieces, stats, failure = run(qtbot, client, request("Once upon a time", 200),
+                                 on_token=client.stop)
+    assert failure is None
+    assert stats["stop_reason"] == "cancelled"
+    assert 1 <= len(pieces) <= 3  # the check comes between decode steps
+
+
+def test_overflow_is_reported_with_numbers(qtbot, client):
+    pieces, stats, failure = run(qtbot, client, request("word " * 2100))
+    message, details = failure
+    assert details["kind"] == "overflow" and not pieces
+    assert details["needed"] > details["available"] and details["context_length"] == 2048
+    assert "2,048" in message
+
+
+def test_out_of_memory_is_a_clear_message_and_the_worker_goes_on(qtbot, client, monkeypatch):
+    from engine.errors import OutOfMemory
+
+    session = client.worker.session
+
+    def no_memory(*args, **kwargs):
+        raise OutOfMemory("Out of memory on cpu while reading the prompt. Try a shorter context.")
+
+    monkeypatch.setattr(session, "prefill_to", no_memory)
+    _, _, failure = run(qtbot, client, request("Hello"))
+    assert failure[1]["kind"] == "oom" and "Out of memory" in failure[0]
+    monkeypatch.undo()
+    _, stats, failure = run(qtbot, client, request("Hello"))
+    assert failure is None and stats["decode_tokens"] >= 1
+
+
+def test_a_broken_model_file_is_refused_and_the_loaded_model_stays(qtbot, client, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)
+    with qtbot.waitSignal(client.load_failed, timeout=LONG) as blocker:
+        client.load_model(str(broken), context_length=2048)
+    assert "broken.gguf" in blocker.args[0]
+    assert client.info is not None
+    _, stats, failure = run(qtbot, client, request("Hello"))
+    assert failure is None and stats["decode_tokens"] >= 1
+
+
+def test_counts_match_the_tokenizer(qtbot, client):
+    from engine.chat import Turn, render_prompt
+
+    turns = [{"role": "user", "text": "How tall is Mont Blanc?", "attachments": []},
+             {"role": "model", "text": "About 4,806 metres.", "attachments": []}]
+    with qtbot.waitSignal(client.counted, timeout=LONG) as blocker:
+        client.count({"id": 5, "turns": turns, "system": "Answer briefly.",
+                      "draft": {"role": "user", "text": "And Everest?"}})
+    result = blocker.args[0]
+    tokenizer = client.worker.model.tokenizer
+    expected = render_prompt(tokenizer, [Turn("user", "How tall is Mont Blanc?"),
+                                         Turn("model", "About 4,806 metres.")],
+                             system="Answer briefly.")
+    assert result["id"] == 5 and result["context_length"] == 2048
+    assert abs(result["history"] - len(expected)) <= 2  # the system text is counted on its own
+    assert len(result["per_turn"]) == 2 and 3 <= result["draft"] <= 8
+
+
+def test_attachments_are_measured(qtbot, client, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The meeting moved to Thursday at ten.\n" * 20)
+    with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
+        client.measure(1, str(notes), "document", False)
+    assert blocker.args[0] == 1 and 150 < blocker.args[1]["token_cost"] < 400
+    with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
+        client.measure(2, picture(tmp_path / "p.png"), "image", False)
+    assert blocker.args[1]["token_cost"] == 260
+    assert "cannot see" in blocker.args[1]["note"]  # the 270M is text only
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a picture at all")
+    with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
+        client.measure(3, str(junk), "image", False)
+    assert "junk.png" in blocker.args[1]["error"]
+
+
+def test_prompts_follow_gemma_turns(client, tmp_path):
+    from app.worker_prompts import alternating, build_prompt
+
+    model = client.worker.model
+    shot = picture(tmp_path / "shot.png")
+    turns = [{"role": "user", "text": "Look", "attachments": [
+                {"kind": "image", "path": shot, "name": "shot.png"}]},
+             {"role": "model", "text": "", "attachments": []},  # failed before a word
+             {"role": "user", "text": "Hello?", "attachments": []},
+             {"role": "model", "text": "Hi, I am", "attachments": []}]
+    assert [t["role"] for t in alternating(turns)] == ["user", "model"]
+    ids, pixels = build_prompt(model, {"turns": turns, "continue_last": True})
+    text = model.tokenizer.decode(ids)
+    assert pixels is None and "shot.png" in text and "cannot see it" in text
+    assert text.endswith("Hi, I am") and "Hello?" in text
