@@ -140,11 +140,26 @@ class Writer:
         text = ""
         for piece in self.session.generate(answer_tokens, self.sampling, self.cancel):
             text += piece
-            if self.style == "plain" and "\n\n" in text.strip():
-                break  # a base model's summary is its first paragraph; what follows drifts
+            if self.style == "plain" and base_model_answer(text)[1]:
+                break
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("Summary stopped")
-        return text.strip().split("\n\n")[0] if self.style == "plain" else text.strip()
+        return base_model_answer(text)[0] if self.style == "plain" else text.strip()
+
+
+def base_model_answer(text: str) -> tuple[str, bool]:
+    """(answer, finished): a base model's summary is its first paragraph, up to the first line
+    it repeats; after that it drifts or loops until the token limit."""
+    body = text.lstrip()
+    ended = "\n\n" in body
+    lines = body.split("\n\n")[0].split("\n")
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        complete = ended or i + 1 < len(lines)
+        if complete and line.strip() and line.strip() in {k.strip() for k in kept}:
+            return "\n".join(kept).strip(), True
+        kept.append(line)
+    return "\n".join(kept).strip(), ended
 
 
 def summarize(model, doc: Document, *, context_length: int | None = None, mode="sections",
@@ -155,8 +170,8 @@ def summarize(model, doc: Document, *, context_length: int | None = None, mode="
         raise ValueError(f"mode must be 'sections' or 'first_part', not {mode!r}")
     writer = Writer(model, context_length, sampling, cancel, progress, style)
     n = writer.context_length
-    section_tokens = section_tokens or min(512, max(48, n // 8))
-    answer_tokens = answer_tokens or min(1024, max(64, n // 4))
+    section_tokens = section_tokens or min(256, max(32, n // 8))
+    answer_tokens = answer_tokens or min(512, max(48, n // 4))
     whole_room = writer.room("whole", answer_tokens)
     summary = Summary(doc, coverage(doc), "whole", "", model=model.describe())
     if count_tokens(writer.tokenizer, doc) <= whole_room:

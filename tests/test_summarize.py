@@ -268,3 +268,17 @@ def test_cli_summarize_writes_markdown_with_the_embedded_model(tmp_path, gemma, 
     err = capsys.readouterr().err
     assert "section 1 of " in err and "combining summaries 1 of 1" in err
     assert f"Wrote {out}" in err
+
+
+@pytest.mark.parametrize("text, answer, finished", [
+    ("\n- a\n- b\n", "- a\n- b", False),
+    ("\n- a\n- b\n\nNext story", "- a\n- b", True),
+    ("- a\n- b\n- a\n- b", "- a\n- b", True),
+    ("- a\n- b\n- a", "- a\n- b\n- a", False),  # "- a" may still grow into a new line
+    ("one line cut by the token lim", "one line cut by the token lim", False),
+])
+def test_a_base_models_answer_ends_at_its_paragraph_or_first_repeated_line(text, answer,
+                                                                           finished):
+    from engine.summarize import base_model_answer
+
+    assert base_model_answer(text) == (answer, finished)
