@@ -84,17 +84,17 @@ class Int8Linear(nn.Module):
     def __init__(self, q: torch.Tensor, scales: torch.Tensor):
         super().__init__()
         self.out_features, self.in_features = q.shape
-        self.register_buffer("qweight", q)
-        self.register_buffer("scales", scales)
+        # A plain attribute, not buffers: .to()/.float() must never swap the tensors the
+        # kernel holds pointers into (nothing here is ever saved).
+        self.matrix = kernels.Int8Matrix(q, scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
         if flat.shape[0] <= STREAM_TOKENS:
-            y = kernels.matvec(flat, self.qweight, self.scales)
+            y = self.matrix.matvec(flat)
         else:
             dtype = gemm_dtype()
-            dense = kernels.dequantize(self.qweight, self.scales, dtype)
-            y = F.linear(flat.to(dtype), dense)
+            y = F.linear(flat.to(dtype), self.matrix.dense(dtype))
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
 
@@ -103,30 +103,29 @@ class Int8TiedEmbedding(nn.Module):
 
     def __init__(self, q: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype):
         super().__init__()
-        self.register_buffer("qweight", q)
-        self.register_buffer("scales", scales)
+        self.matrix = kernels.Int8Matrix(q, scales)  # see Int8Linear
         # Not the table: code that asks for the table's dtype and device (TextModel.embed_scale,
         # Model.__init__) gets the dtype the rest of the model computes in.
         self.weight = torch.empty(0, dtype=dtype, device=q.device)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        scales = self.scales[ids].float().repeat_interleave(kernels.GROUP, dim=-1)
-        return (self.qweight[ids].float() * scales).to(self.weight.dtype)
+        q, scales = self.matrix.q[ids], self.matrix.scales[ids]
+        dense = q.float() * scales.float().repeat_interleave(kernels.GROUP, dim=-1)
+        return dense.to(self.weight.dtype)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [.., d] -> fp32 logits [.., vocab]."""
-        vocab, d = self.qweight.shape
+        vocab, d = self.matrix.rows, self.matrix.cols
         flat = hidden.reshape(-1, d)
         if flat.shape[0] <= STREAM_TOKENS:
-            logits = kernels.matvec(flat, self.qweight, self.scales)
+            logits = self.matrix.matvec(flat)
         else:
             dtype = gemm_dtype()
             x = flat.to(dtype)
             logits = torch.empty(flat.shape[0], vocab, dtype=torch.float32)
             for start in range(0, vocab, PROJECT_ROWS):
                 end = min(start + PROJECT_ROWS, vocab)
-                dense = kernels.dequantize(self.qweight[start:end], self.scales[start:end], dtype)
-                logits[:, start:end] = F.linear(x, dense)
+                logits[:, start:end] = F.linear(x, self.matrix.rows_slice(start, end).dense(dtype))
         return logits.reshape(*hidden.shape[:-1], vocab)
 
 

@@ -81,14 +81,16 @@ def test_bad_shapes_are_refused():
 
 
 def test_linear_streams_a_few_tokens_and_multiplies_many():
-    w = torch.randn(96, 64, generator=torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    w = torch.randn(96, 64, generator=generator)
     layer = quant.Int8Linear(*kernels.quantize(w))
-    exact = dense(layer.qweight, layer.scales)
-    few = torch.randn(1, 2, 64)
+    exact = dense(layer.matrix.q, layer.matrix.scales)
+    few = torch.randn(1, 2, 64, generator=generator)
     assert torch.allclose(layer(few), F.linear(few, exact), rtol=1e-5, atol=1e-4)
-    many = torch.randn(1, quant.STREAM_TOKENS + 5, 64)
+    many = torch.randn(1, quant.STREAM_TOKENS + 5, 64, generator=generator)
+    expected = F.linear(many, exact)
     # bf16 products where this CPU runs them faster: within bf16's rounding
-    assert torch.allclose(layer(many), F.linear(many, exact), rtol=2e-2, atol=5e-2)
+    assert (layer(many) - expected).norm() / expected.norm() < 1e-2
 
 
 def test_resolve_scheme():
@@ -179,8 +181,10 @@ def test_a_model_on_meta_is_quantized_from_its_checkpoint(tiny_text_checkpoint):
         value = checkpoint.read(name, torch.float32, torch.device("cpu"))
         setattr(text.get_submodule(owner), leaf, torch.nn.Parameter(value, requires_grad=False))
     assert text.embed_tokens.weight.dtype == torch.float32
-    for (name, a), (_, b) in zip(loaded.text.named_buffers(), text.named_buffers()):
-        assert torch.equal(a, b), name
+    pairs = [(a, b) for a, b in zip(loaded.text.modules(), text.modules()) if hasattr(a, "matrix")]
+    assert len(pairs) == 1 + 7 * len(text.layers)
+    for a, b in pairs:
+        assert torch.equal(a.matrix.q, b.matrix.q) and torch.equal(a.matrix.scales, b.matrix.scales)
 
 
 def test_meta_model_without_checkpoint_is_an_error(tiny_text_checkpoint):

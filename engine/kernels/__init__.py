@@ -62,10 +62,34 @@ def dequantize(q: torch.Tensor, scales: torch.Tensor, dtype=torch.float32,
 
 def matvec(x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor, lib=None) -> torch.Tensor:
     """x [tokens, cols] (fp32) -> x @ w.T [tokens, rows] (fp32), weights read once."""
-    rows, cols = _check(q, scales)
-    x = x.to(torch.float32).contiguous()
-    if x.dim() != 2 or x.shape[1] != cols:
-        raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit weights {rows}x{cols}")
-    y = torch.empty(x.shape[0], rows, dtype=torch.float32)
-    (lib or library()).q8_matvec(_ptr(x), x.shape[0], _ptr(q), _ptr(scales), rows, cols, _ptr(y))
-    return y
+    return Int8Matrix(q, scales, lib).matvec(x)
+
+
+class Int8Matrix:
+    """Int8 weights checked once, so the per-token call does no more than it must: a decode
+    step makes over a hundred of these calls."""
+
+    def __init__(self, q: torch.Tensor, scales: torch.Tensor, lib=None):
+        self.rows, self.cols = _check(q, scales)
+        self.q, self.scales = q, scales  # held: the pointers below point into them
+        self._matvec = (lib or library()).q8_matvec
+        self._lib = lib
+        self._weights = (q.data_ptr(), scales.data_ptr(), self.rows, self.cols)
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        """x [tokens, cols] -> fp32 [tokens, rows]."""
+        if x.dtype != torch.float32 or not x.is_contiguous():
+            x = x.to(torch.float32).contiguous()
+        if x.dim() != 2 or x.shape[1] != self.cols:
+            raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit weights "
+                             f"{self.rows}x{self.cols}")
+        y = torch.empty(x.shape[0], self.rows, dtype=torch.float32)
+        q, scales, rows, cols = self._weights
+        self._matvec(x.data_ptr(), x.shape[0], q, scales, rows, cols, y.data_ptr())
+        return y
+
+    def dense(self, dtype=torch.float32) -> torch.Tensor:
+        return dequantize(self.q, self.scales, dtype, self._lib)
+
+    def rows_slice(self, start: int, end: int) -> Int8Matrix:
+        return Int8Matrix(self.q[start:end], self.scales[start:end], self._lib)
