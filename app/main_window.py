@@ -135,9 +135,8 @@ class MainWindow(QMainWindow):
     def on_loaded(self, info: dict) -> None:
         self.top_bar.show_model(info)
         self.banner.dismiss("load")
-        where = f"{info['device'].upper()}, {info['dtype']}"
-        self.statusBar().showMessage(f"{info['name']} is ready ({where}, "
-                                     f"{info['context_length']:,}-token context)", 8000)
+        self.statusBar().showMessage(f"{info['name']} is ready · {info['context_length']:,}-token "
+                                     f"context · loaded in {info['load_seconds']:.1f} s", 8000)
         self.view.empty_text = _welcome(info)
         self.view.viewport().update()
         if info.get("is_default") and not self.settings.first_run_done:

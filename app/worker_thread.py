@@ -33,6 +33,7 @@ class InferenceWorker(QObject):
         self.model = None
         self.session = None
         self._source = None
+        self._seconds = 0.0
         self._last_progress = -1.0
 
     # -- loading -------------------------------------------------------------------------------
@@ -64,7 +65,8 @@ class InferenceWorker(QObject):
         self.loading.emit(1.0, "Preparing the context")
         session = model.new_session(request["context_length"])
         self.model, self.session, self._source = model, session, source
-        self.loaded.emit(self.info(source, time.perf_counter() - started))
+        self._seconds = time.perf_counter() - started
+        self.loaded.emit(self.info(source, self._seconds))
 
     @Slot(int)
     def resize(self, context_length: int) -> None:
@@ -77,7 +79,7 @@ class InferenceWorker(QObject):
             self.session = self.model.new_session(None)
             self.load_failed.emit(f"A context of {context_length:,} tokens could not be set "
                                   f"up ({exc}); using {self.session.context_length:,}.")
-        self.loaded.emit(self.info(self._source, 0.0))
+        self.loaded.emit(self.info(self._source, self._seconds))
 
     def _progress(self, fraction: float, message: str) -> None:
         if self.closing.is_set():
