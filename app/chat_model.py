@@ -60,6 +60,13 @@ class ChatModel(QAbstractListModel):
             return stats_line(row.message)
         return None
 
+    def flags(self, index):
+        flags = super().flags(index)
+        if index.isValid() and self._rows[index.row()].message is not None:
+            # "editable" opens a read-only text view over the message, to select from it
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
     def row_at(self, row: int) -> Row:
         return self._rows[row]
 

@@ -40,7 +40,8 @@ class ChatView(QListView):
         self.verticalScrollBar().setSingleStep(24)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        triggers = QAbstractItemView.EditTrigger
+        self.setEditTriggers(triggers.DoubleClicked | triggers.EditKeyPressed)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setUniformItemSizes(False)
         self.setMouseTracking(True)
@@ -144,6 +145,27 @@ class ChatView(QListView):
 
     def _hide_actions(self) -> None:
         self.actions_bar.hide()
+
+    def is_selecting(self, message_id: str) -> bool:
+        """True while this message's text is open for selection (its editor draws the text)."""
+        index = self.currentIndex()
+        message = index.data(MessageRole) if index.isValid() else None
+        return self.state() == QAbstractItemView.State.EditingState and message is not None \
+            and message.id == message_id
+
+    def select_text(self, message_id: str) -> None:
+        row = self.chat.row_of(message_id)
+        if row >= 0:
+            self.setCurrentIndex(self.chat.index(row))
+            self.edit(self.chat.index(row))
+
+    def edit(self, index, trigger=None, event=None) -> bool:
+        message = index.data(MessageRole) if index.isValid() else None
+        if message is None or message.status == "streaming":
+            return False  # markers have no text to select; a streaming answer still moves
+        if trigger is None:
+            return super().edit(index)
+        return super().edit(index, trigger, event)
 
     def last_answer_id(self) -> str:
         answers = [m for m in self.chat.messages if m.role == "model"]
@@ -252,6 +274,7 @@ class ChatView(QListView):
         if message is None:
             return
         menu = QMenu(self)
+        menu.addAction("Select text", lambda: self.select_text(message.id))
         for name in actions_for(message, message.id == self.last_answer_id(), self.busy):
             text = ACTIONS[name][1].split(" (")[0]
             menu.addAction(text, lambda n=name: self.action_requested.emit(n, message.id))

@@ -238,7 +238,7 @@ class MainWindow(QMainWindow):
 
     def on_conversation_opened(self) -> None:
         self.show_title()
-        self.sidebar.select(self.conversation_id())
+        self.sidebar.refresh(self.conversation_id())
         self.context.count_now()
 
     def show_title(self) -> None:

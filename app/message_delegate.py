@@ -12,7 +12,7 @@ from PySide6.QtGui import (
     QPainterPath,
     QPalette,
 )
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate
+from PySide6.QtWidgets import QFrame, QStyle, QStyledItemDelegate, QTextBrowser
 
 from app import icons, theme
 from app.attachments import human_size
@@ -65,6 +65,36 @@ class MessageDelegate(QStyledItemDelegate):
         """Where the message's actions bar goes (the right end of its footer)."""
         return self.layout_for(index).footer.translated(rect.topLeft() + QPoint(self.left(), 0))
 
+    # -- selecting text: a read-only copy of the row's text over it, opened by double-click --
+
+    def createEditor(self, parent, option, index):
+        layout = self.layout_for(index)
+        if layout.doc is None or layout.text_rect.isEmpty():
+            return None
+        editor = QTextBrowser(parent)
+        editor.setObjectName("SelectableText")
+        editor.setFrameShape(QFrame.Shape.NoFrame)
+        editor.setOpenLinks(False)
+        editor.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        editor.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        editor.setStyleSheet("background: transparent; border: none;")
+        editor.document().setDocumentMargin(0)
+        editor.document().setDefaultFont(self.view.font())
+        editor.setHtml(layout.rendered.html)
+        editor.setAccessibleName("Message text, select to copy")
+        editor.setToolTip("Select text to copy it (Ctrl+C); Esc or a click elsewhere closes")
+        return editor
+
+    def updateEditorGeometry(self, editor, option, index) -> None:
+        rect = self.layout_for(index).text_rect
+        editor.setGeometry(rect.translated(option.rect.topLeft() + QPoint(self.left(), 0)))
+
+    def setEditorData(self, editor, index) -> None:
+        pass  # set once in createEditor; streaming rows are not opened
+
+    def setModelData(self, editor, model, index) -> None:
+        pass  # read only
+
     # -- painting ------------------------------------------------------------------------------
 
     def paint(self, painter: QPainter, option, index) -> None:
@@ -97,7 +127,8 @@ class MessageDelegate(QStyledItemDelegate):
             self._paint_thumb(painter, rect, str(msg.attachments[i].path))
         for rect, msg, i in layout.chips:
             self._paint_chip(painter, rect, msg.attachments[i])
-        self._draw_doc(painter, layout)
+        if not self.view.is_selecting(message.id):
+            self._draw_doc(painter, layout)
         if layout.footer_text:
             color = c.danger if message.status == "error" else c.muted
             self._paint_footer(painter, layout.footer, layout.footer_text, color)

@@ -37,6 +37,9 @@ class FakeClient(QObject):
         self.reply = reply
         self.requests: list[dict] = []
         self.summaries: list[dict] = []
+        self.loads: list[tuple] = []
+        self.contexts: list[int] = []
+        self.found_rows: list[dict] = []
         self.history_tokens_per_char = 0.25
         self._jobs = itertools.count(1)
         self._stopped: set[int] = set()
@@ -49,10 +52,11 @@ class FakeClient(QObject):
         self._timers = [t for t in self._timers if t.isActive()] + [timer]
 
     def load_model(self, source=None, mmproj=None, device="auto", context_length=0) -> None:
+        self.loads.append((source, mmproj, device, context_length))
         self._later(lambda: self.loaded.emit(self.info))
 
     def set_context_length(self, context_length: int) -> None:
-        pass
+        self.contexts.append(context_length)
 
     def generate(self, request: dict) -> int:
         job = next(self._jobs)
@@ -93,7 +97,7 @@ class FakeClient(QObject):
         self._later(lambda: self.counted.emit(result))
 
     def discover(self, folders, device) -> None:
-        pass
+        self._later(lambda: self.models_found.emit(self.found_rows))
 
     def shutdown(self) -> None:
         pass

@@ -246,6 +246,18 @@ def test_copy_message_and_code_block(qtbot, make_window):
     assert QGuiApplication.clipboard().text() == "print('hi')"
 
 
+def test_message_text_can_be_selected(qtbot, make_window):
+    from PySide6.QtWidgets import QTextBrowser
+
+    window = make_window(FakeClient("Part of **this** answer"))
+    send(qtbot, window, "hi")
+    answer = window.chat_model.messages[-1]
+    window.view.select_text(answer.id)
+    editors = window.view.viewport().findChildren(QTextBrowser)
+    assert len(editors) == 1 and editors[0].toPlainText() == "Part of this answer"
+    assert window.view.is_selecting(answer.id) and editors[0].isReadOnly()
+
+
 def test_clicking_a_thumbnail_opens_the_picture(qtbot, make_window, tmp_path):
     window = make_window()
     window.composer.add_paths([picture(tmp_path / "view.png", 640, 400)])
@@ -303,3 +315,76 @@ def test_dark_theme_and_files_from_the_command_line(qtbot, make_window, tmp_path
     window.open_files([picture(tmp_path / "cli.png")])
     assert window.conversation_id() is None
     assert [c.item.name for c in window.composer.chips()] == ["cli.png"]
+
+
+def test_first_run_says_the_default_is_a_small_base_model(make_window):
+    client = FakeClient()
+    client.info.update(is_default=True, base_model=True, name="Gemma 3 270m on CPU, float32")
+    window = make_window(client, first_run_done=False)
+    assert window.banner.kind == "welcome"
+    assert "base" in window.banner.text.text() and "model list" in window.banner.text.text()
+    assert window.settings.first_run_done
+    assert "base model" in window.top_bar.model_button.text()
+    assert "base model" in window.view.empty_text
+
+
+def test_model_list_shows_what_was_found_and_switches(qtbot, make_window):
+    client = FakeClient()
+    client.found_rows = [
+        {"name": "Gemma 3 270M (bundled)", "path": "", "mmproj": "", "origin": "Bundled",
+         "size": 253_000_000, "description": "small base model", "sees_images": False,
+         "params": 268_000_000, "memory": 1_100_000_000, "memory_context": 4096,
+         "max_context": 32768, "model_max_context": 32768, "device": "cpu"},
+        {"name": "google/gemma-3-4b-it", "path": "/models/g4", "mmproj": "",
+         "origin": "Hugging Face cache", "size": 8_600_000_000, "description": "",
+         "sees_images": True, "params": 4_300_000_000, "memory": 9_000_000_000,
+         "memory_context": 4096, "max_context": 0, "model_max_context": 131072,
+         "device": "cpu"}]
+    window = make_window(client)
+    window.actions.models.trigger()  # Ctrl+M
+    panel = window.actions._panel
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=FAST)
+    cells = [panel.table.item(1, c).text() for c in range(6)]
+    assert cells[:2] == ["google/gemma-3-4b-it", "Hugging Face cache"]
+    assert cells[3] == "Yes" and "8.0 GB" in cells[2] and cells[5] == "does not fit"
+    assert "Found 1 Gemma 3 model" in panel.status.text()
+    panel.table.selectRow(1)
+    panel.use_button.click()
+    assert client.loads[-1][0] == "/models/g4" and window.settings.model_source == "/models/g4"
+
+
+def test_settings_dialog_changes_apply(qtbot, make_window, monkeypatch):
+    from app.settings_dialog import SettingsDialog
+
+    window = make_window()
+    send(qtbot, window, "hello")
+
+    def accept(dialog):
+        dialog.temperature.setValue(0.2)
+        dialog.context.setValue(4096)
+        dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
+        dialog.chat_prompt.setPlainText("Answer in French.")
+        return 1
+
+    monkeypatch.setattr(SettingsDialog, "exec", accept)
+    window.actions.settings.trigger()  # Ctrl+,
+    assert window.settings.temperature == 0.2 and window.client.contexts == [4096]
+    assert QGuiApplication.palette().window().color().name() == DARK.sidebar
+    chat = window.store.get_conversation(window.conversation_id())
+    assert chat.system_prompt == "Answer in French."
+    assert window.chat_model.row_at(0).kind == "system"
+    from app import settings as stored
+
+    assert stored.load().temperature == 0.2
+
+
+def test_closing_mid_answer_keeps_it_as_stopped(qtbot, make_window):
+    window = make_window(FakeClient("y" * 3000))
+    window.composer.set_text("go")
+    window.composer.request_send()
+    qtbot.waitUntil(lambda: len(window.chats.saver.text) > 10 if window.chats.saver else False,
+                    timeout=FAST)
+    chat_id = window.conversation_id()
+    window.close()
+    answer = window.store.get_conversation(chat_id).messages[-1]
+    assert answer.status == "stopped" and answer.text.startswith("yyyyyyyyyy")
