@@ -26,6 +26,7 @@ class ChatController(QObject):
     conversation_opened = Signal()
     error = Signal(str, str)  # message, kind ("oom", "error", "attachment", ...)
     overflow = Signal(dict)  # the worker found the prompt too long: {"needed", "available", ...}
+    editing = Signal(bool)  # a sent message is (no longer) being edited in the composer
 
     def __init__(self, store, client, chat_model, composer, settings, parent=None) -> None:
         super().__init__(parent)
@@ -35,6 +36,7 @@ class ChatController(QObject):
         self.job: int | None = None
         self.saver: StreamingSaver | None = None
         self.editing_id: str | None = None
+        self._draft: tuple[str, list] | None = None  # what the composer held before an edit
         self._progress_note = ""
         self.render_cost = lambda: 0.0  # seconds the last layout of the answer took
         self._flush_timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
@@ -89,10 +91,13 @@ class ChatController(QObject):
         conversation = self._ensure_conversation()
         if self.editing_id is not None:
             self._drop_from(self.editing_id)
-            self.editing_id = None
         message = self.store.add_message(conversation.id, "user", text, attachments)
         self.chat.append(message)
         self.composer.clear()
+        if self.editing_id is not None:
+            self.editing_id = None
+            self._restore_draft()
+            self.editing.emit(False)
         self.chats_changed.emit()
         self.answer()
         return True
@@ -221,7 +226,10 @@ class ChatController(QObject):
             self.edit(message)
 
     def edit(self, message: Message) -> None:
-        """Put a sent message back into the composer; sending replaces it and what follows."""
+        """Put a sent message back into the composer; sending replaces it and what follows.
+        What the composer held is put aside and comes back afterwards."""
+        if self.editing_id is None:
+            self._draft = (self.composer.text(), list(self.composer.items))
         self.editing_id = message.id
         self.composer.clear()
         self.composer.set_text(message.text)
@@ -231,11 +239,22 @@ class ChatController(QObject):
             item.page_count = a.page_count
             self.composer.add_item(item)
         self.composer.input.setFocus()
+        self.editing.emit(True)
 
     def cancel_edit(self) -> None:
         if self.editing_id is not None:
             self.editing_id = None
             self.composer.clear()
+            self._restore_draft()
+            self.editing.emit(False)
+
+    def _restore_draft(self) -> None:
+        if self._draft is not None:
+            text, items = self._draft
+            self._draft = None
+            self.composer.set_text(text)
+            for item in items:
+                self.composer.add_item(item)
 
     def _drop_from(self, message_id: str) -> None:
         """Delete a message and every later one (edit and resend)."""

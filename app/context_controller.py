@@ -29,6 +29,7 @@ class ContextController(QObject):
         self._ids = itertools.count(1)
         self._latest = 0
         self._summary_job: int | None = None
+        self._worker_overflow = 0  # tokens too many, as the worker counted them exactly
         self._timer = QTimer(self, singleShot=True, interval=COUNT_DELAY_MS)
         self._timer.timeout.connect(self.count_now)
         client.counted.connect(self._on_counted)
@@ -81,6 +82,8 @@ class ContextController(QObject):
         if usage.overflow:
             self._offer(usage.overflow)
             return
+        if self.pending_resend:
+            return  # the worker's exact count said it does not fit; the choice stays open
         if self.banner.kind == "overflow":
             self.banner.dismiss("overflow")
         if self.send_waiting and self.banner.kind != "summary":
@@ -89,44 +92,49 @@ class ContextController(QObject):
 
     def _offer(self, overflow: int) -> None:
         u = self.usage()
-        alone = u.used - u.history + u.reserve + self._base_tokens()
+        own = self.per_turn[-1] if self.pending_resend and self.per_turn else \
+            u.draft + u.files
+        alone = own + u.reserve + self._base_tokens()
         text = (f"<b>The next message does not fit.</b> With room for the answer it needs "
-                f"{u.used + u.reserve:,} tokens, {overflow:,} more than the model's "
-                f"{u.context_length:,}-token context.")
+                f"{overflow:,} tokens more than the model's {u.context_length:,}-token context.")
         actions = [("New chat with a summary", "Summarise this chat and continue in a new one",
                     self.new_chat_with_summary)]
-        if alone <= u.context_length and self._droppable() >= overflow:
-            actions.insert(0, ("Drop the oldest turns", "Stop sending the oldest messages to "
-                               "the model; a marker in the chat shows where", self.drop_oldest))
-        elif alone > u.context_length:
+        if alone > u.context_length:
             text += (" Even on its own it is too long: shorten it, remove an attachment, or "
                      "raise the context length in Settings.")
             actions = []
+        elif self._new_start(overflow) is not None:
+            actions.insert(0, ("Drop the oldest turns", "Stop sending the oldest messages to "
+                               "the model; a marker in the chat shows where", self.drop_oldest))
         self.banner.show_message(text, "warning", "overflow", actions)
 
     def _base_tokens(self) -> int:
         return max(0, self.usage().history - sum(self.per_turn))
 
-    def _droppable(self) -> int:
-        # the newest exchange stays: dropping everything would leave the model no context
-        return sum(self.per_turn[:-2]) if len(self.per_turn) > 2 else 0
+    def _new_start(self, need: int) -> int | None:
+        """Index of the first user message after enough dropped turns to free `need` tokens;
+        None when even starting at the latest user message would not free enough."""
+        messages, start, freed = self.chats.chat.messages, self.chats.chat.context_start(), 0
+        for offset, tokens in enumerate(self.per_turn):
+            freed += tokens
+            candidate = start + offset + 1
+            if candidate < len(messages) and freed >= need and \
+                    messages[candidate].role == "user":
+                return candidate
+        return None
 
     # -- choice 1: drop the oldest turns -------------------------------------------------------
 
     def drop_oldest(self) -> None:
-        chat, store = self.chats.chat, self.chats.store
-        start, need, freed = chat.context_start(), self.usage().overflow, 0
-        new_start = start
-        for offset, tokens in enumerate(self.per_turn):
-            if freed >= need and chat.messages[start + offset].role == "user":
-                new_start = start + offset
-                break
-            freed += tokens
-        if new_start == start:
+        """Start the model's view at the first user message that leaves enough room; a marker
+        row in the chat shows where."""
+        chat = self.chats.chat
+        new_start = self._new_start(max(self.usage().overflow, self._worker_overflow, 1))
+        if new_start is None:
             return
         message = chat.messages[new_start]
         message.stats = {**message.stats, CONTEXT_START: True}
-        store.finish_message(message.id, message.status, message.stats)
+        self.chats.store.finish_message(message.id, message.status, message.stats)
         chat.refresh()
         self.banner.dismiss("overflow")
         self._resume()
@@ -179,16 +187,14 @@ class ContextController(QObject):
 
     def _on_worker_overflow(self, details: dict) -> None:
         self.pending_resend = True
+        self._worker_overflow = max(1, details["needed"] - details["available"])
         self.count_now()
-        u = self.usage()
-        self.meter.set_usage(Usage(details["context_length"], u.history, u.draft, u.attachments,
-                                   u.reserve))
-        self._offer(max(1, details["needed"] - details["available"]))
+        self._offer(self._worker_overflow)
 
     def _resume(self) -> None:
         """Send what was waiting: the stored message's answer now, or the composer's message
         once the new count confirms it fits."""
         if self.pending_resend:
-            self.pending_resend = False
+            self.pending_resend, self._worker_overflow = False, 0
             self.chats.answer()
         self.count_now()

@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
         self.actions = WindowActions(self)
         self._connect()
         QApplication.instance().installEventFilter(self)
+        QApplication.styleHints().colorSchemeChanged.connect(self.on_system_colours)
         self._startup_notices()
         if client.info is None:
             QTimer.singleShot(0, self.load_model)
@@ -107,6 +108,7 @@ class MainWindow(QMainWindow):
         chats.chats_changed.connect(self.on_chats_changed)
         chats.conversation_opened.connect(self.on_conversation_opened)
         chats.error.connect(self.on_error)
+        chats.editing.connect(self.on_editing)
         self.sidebar.chat_chosen.connect(chats.open)
         self.sidebar.hit_chosen.connect(self.open_hit)
         self.sidebar.new_chat.connect(self.new_chat)
@@ -194,7 +196,6 @@ class MainWindow(QMainWindow):
             return
         if self.chats.send(text, items):
             self.banner.dismiss("attachment")
-            self.banner.dismiss("edit")
 
     def on_busy(self, busy: bool) -> None:
         self.composer.set_busy(busy)
@@ -202,6 +203,15 @@ class MainWindow(QMainWindow):
         self.view.refresh_actions()
         if not busy:
             self.context.count_now()
+
+    def on_editing(self, editing: bool) -> None:
+        if editing:
+            self.banner.show_message(
+                "Editing a sent message. Sending replaces it and every message after it; what "
+                "you were writing comes back afterwards.", "info", "edit",
+                [("Cancel editing", "Keep the chat as it is (Esc)", self.chats.cancel_edit)])
+        else:
+            self.banner.dismiss("edit")
 
     def on_error(self, message: str, kind: str) -> None:
         actions = []
@@ -246,6 +256,10 @@ class MainWindow(QMainWindow):
         title = chat.display_title if chat else "New chat"
         self.top_bar.set_title(title)
         self.setWindowTitle(f"{title} — Gemma Desk")
+
+    def on_system_colours(self, _scheme) -> None:
+        if self.settings.theme == "system":
+            theme.apply(QApplication.instance(), "system", self.settings.font_size)
 
     # -- window events -------------------------------------------------------------------------
 

@@ -62,7 +62,6 @@ class WindowActions(QObject):
             w.chats.stop()
         elif w.chats.editing_id is not None:
             w.chats.cancel_edit()
-            w.banner.dismiss("edit")
         elif w.sidebar.search.hasFocus() and w.sidebar.search.text():
             w.sidebar.search.clear()
         else:

@@ -40,6 +40,7 @@ class FakeClient(QObject):
         self.loads: list[tuple] = []
         self.contexts: list[int] = []
         self.found_rows: list[dict] = []
+        self.overflow_next = 0  # > 0: the next request fails as this many tokens too long
         self.history_tokens_per_char = 0.25
         self._jobs = itertools.count(1)
         self._stopped: set[int] = set()
@@ -61,6 +62,13 @@ class FakeClient(QObject):
     def generate(self, request: dict) -> int:
         job = next(self._jobs)
         self.requests.append(request)
+        if self.overflow_next:
+            context, too_many, self.overflow_next = self.info["context_length"], \
+                self.overflow_next, 0
+            details = {"kind": "overflow", "needed": context + too_many, "available": context,
+                       "context_length": context}
+            self._later(lambda: self.failed.emit(job, "does not fit", details))
+            return job
         pieces = [self.reply[i:i + 3] for i in range(0, len(self.reply), 3)]
         self._later(lambda: self._stream(job, pieces, 0))  # signals come later, as from a thread
         return job

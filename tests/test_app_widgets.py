@@ -178,6 +178,41 @@ def test_overflow_offers_dropping_the_oldest_turns(qtbot, make_window):
     assert sent[-1]["text"].startswith("one more question")
 
 
+def test_an_overflow_found_by_the_worker_offers_the_same_choice(qtbot, make_window):
+    client = FakeClient(context_length=4000)
+    window = make_window(client, max_answer_tokens=50)
+    chat = window.store.create_conversation("Exact count")
+    for i in range(4):
+        window.store.add_message(chat.id, ("user", "model")[i % 2], f"turn {i} " + "z" * 200)
+    window.chats.open(chat.id)
+    client.overflow_next = 30  # the meter thought it fits; the exact count says no
+    send(qtbot, window, "last")
+    assert window.banner.kind == "overflow" and "30 tokens more" in window.banner.text.text()
+    assert window.chat_model.messages[-1].text == "last"  # kept, waiting for its answer
+    drop = [b for b in window.banner.findChildren(QAbstractButton)
+            if b.text() == "Drop the oldest turns"]
+    drop[0].click()
+    qtbot.waitUntil(lambda: len(client.requests) == 2 and not window.chats.busy, timeout=FAST)
+    assert client.requests[1]["turns"][0]["text"].startswith("turn 2")
+    assert window.chat_model.messages[-1].role == "model"
+
+
+def test_editing_puts_the_draft_aside_and_brings_it_back(qtbot, make_window):
+    window = make_window()
+    send(qtbot, window, "original")
+    window.composer.set_text("half-written thought")
+    window.view.action_requested.emit("edit", window.chat_model.messages[0].id)
+    assert window.composer.text() == "original" and window.banner.kind == "edit"
+    window.actions.stop.trigger()  # Esc cancels the edit
+    assert window.composer.text() == "half-written thought" and not window.banner.isVisible()
+    window.view.action_requested.emit("edit", window.chat_model.messages[0].id)
+    window.composer.set_text("changed")
+    QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    assert [m.text for m in window.chat_model.messages][0] == "changed"
+    assert window.composer.text() == "half-written thought"
+
+
 def test_overflow_can_start_a_new_chat_carrying_a_summary(qtbot, make_window):
     client = FakeClient(context_length=400)
     window = make_window(client, max_answer_tokens=50)

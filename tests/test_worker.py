@@ -14,7 +14,7 @@ def client(qapp):
     return real_client()
 
 
-def request(text: str, max_new_tokens: int = 4, **extra) -> dict:
+def request(text: str, max_new_tokens: int = 3, **extra) -> dict:
     return {"turns": [{"role": "user", "text": text, "attachments": []}], "system": "",
             "pan_and_scan": False, "continue_last": False, "max_new_tokens": max_new_tokens,
             "sampling": None, "reserve": 0, **extra}
@@ -95,7 +95,7 @@ def test_out_of_memory_is_a_clear_message_and_the_worker_goes_on(qtbot, client, 
     _, _, failure = run(qtbot, client, request("Hello"))
     assert failure[1]["kind"] == "oom" and "Out of memory" in failure[0]
     monkeypatch.undo()
-    _, stats, failure = run(qtbot, client, request("Hello"))
+    _, stats, failure = run(qtbot, client, request("Hello", 1))
     assert failure is None and stats["decode_tokens"] >= 1
 
 
@@ -106,7 +106,7 @@ def test_a_broken_model_file_is_refused_and_the_loaded_model_stays(qtbot, client
         client.load_model(str(broken), context_length=2048)
     assert "broken.gguf" in blocker.args[0]
     assert client.info is not None
-    _, stats, failure = run(qtbot, client, request("Hello"))
+    _, stats, failure = run(qtbot, client, request("Hello", 1))
     assert failure is None and stats["decode_tokens"] >= 1
 
 
