@@ -233,7 +233,7 @@ def test_270m_summarises_a_file_larger_than_its_context_in_sections(tmp_path, ge
     monkeypatch.setattr(Writer, "write", lambda self, block, task, n: calls.append(
         (task, block)) or write(self, block, task, n))
     events = []
-    summary = summarize(gemma, doc, context_length=320, section_tokens=10, answer_tokens=16,
+    summary = summarize(gemma, doc, context_length=320, section_tokens=8, answer_tokens=12,
                         progress=events.append)
     n = len(summary.parts)
     assert n >= 2
@@ -258,8 +258,8 @@ def test_cli_summarize_writes_markdown_with_the_embedded_model(tmp_path, gemma, 
     asked = []
     monkeypatch.setattr(engine, "load", lambda source, **_: asked.append(source) or gemma)
     out = tmp_path / "summary.md"
-    argv = ["summarize", str(path), "--context-length", "256", "--section-tokens", "8",
-            "--answer-tokens", "12", "--out", str(out)]
+    argv = ["summarize", str(path), "--context-length", "256", "--section-tokens", "6",
+            "--answer-tokens", "8", "--out", str(out)]
     assert main(argv) == 0
     assert asked == [None]  # the embedded default model, loaded once by the fixture
     text = out.read_text(encoding="utf-8")
