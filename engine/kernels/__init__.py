@@ -15,6 +15,7 @@ import torch
 from engine.kernels.build import library
 
 GROUP = 32
+MAX_COLS = 65536  # q8.c keeps one row's scales on the stack
 
 
 def available() -> bool:
@@ -27,8 +28,9 @@ def _ptr(tensor: torch.Tensor) -> ctypes.c_void_p:
 
 def _check(q: torch.Tensor, scales: torch.Tensor) -> tuple[int, int]:
     rows, cols = q.shape
-    if q.dtype != torch.int8 or scales.dtype != torch.float16 or cols % GROUP:
-        raise ValueError("int8 weights need int8 values, fp16 scales and rows of 32k values")
+    if q.dtype != torch.int8 or scales.dtype != torch.float16 or cols % GROUP or cols > MAX_COLS:
+        raise ValueError("int8 weights need int8 values, fp16 scales and rows of 32k values "
+                         f"(at most {MAX_COLS:,})")
     if not (q.is_contiguous() and scales.is_contiguous() and q.device.type == "cpu"):
         raise ValueError("int8 weights must be contiguous CPU tensors")
     if tuple(scales.shape) != (rows, cols // GROUP):

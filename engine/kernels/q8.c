@@ -11,6 +11,7 @@
 
 #define GROUP 32
 #define LANES 16
+#define MAX_GROUPS 2048 /* rows of up to 65,536 values (Gemma 3 27B's widest is 21,504) */
 /* Below this many weights a matrix is read by one thread: waking the others costs more. */
 #define PARALLEL_MIN (1 << 16)
 
@@ -56,31 +57,54 @@ static inline uint16_t float_to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
+/* Each branch has row_scales (a row's fp16 scales as floats, converted many at a time rather
+ * than once per group inside the hot loop) and dot_row (one row times one token). */
 #if defined(__AVX512F__)
 #include <immintrin.h>
+static void row_scales(const uint16_t *s, int64_t groups, float *out)
+{
+    for (int64_t g = 0; g < groups; g += 16) {
+        const __mmask16 live = groups - g >= 16 ? 0xFFFF : (__mmask16)((1u << (groups - g)) - 1);
+        const __m256i h = _mm256_maskz_loadu_epi16(live, s + g);
+        _mm512_mask_storeu_ps(out + g, live, _mm512_cvtph_ps(h));
+    }
+}
+
+static inline __m512 load16(const int8_t *q)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)q)));
+}
+
 /* One group: 32 int8 weights times 32 floats, summed into 16 lanes, then scaled. */
-static float dot_row(const int8_t *q, const uint16_t *scale, const float *x, int64_t groups)
+static float dot_row(const int8_t *q, const float *scale, const float *x, int64_t groups)
 {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t g = 0; g < groups; g++) {
         const int8_t *qg = q + g * GROUP;
         const float *xg = x + g * GROUP;
-        const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)qg)));
-        const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(qg + 16))));
-        const __m512 part = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xg + 16),
-                                            _mm512_mul_ps(w0, _mm512_loadu_ps(xg)));
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(scale[g])), part, acc);
+        const __m512 part = _mm512_fmadd_ps(load16(qg + 16), _mm512_loadu_ps(xg + 16),
+                                            _mm512_mul_ps(load16(qg), _mm512_loadu_ps(xg)));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(scale[g]), part, acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
+static void row_scales(const uint16_t *s, int64_t groups, float *out)
+{
+    int64_t g = 0;
+    for (; g + 8 <= groups; g += 8)
+        _mm256_storeu_ps(out + g, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(s + g))));
+    for (; g < groups; g++)
+        out[g] = _cvtsh_ss(s[g]);
+}
+
 static inline __m256 load8(const int8_t *q)
 {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const void *)q)));
 }
 
-static float dot_row(const int8_t *q, const uint16_t *scale, const float *x, int64_t groups)
+static float dot_row(const int8_t *q, const float *scale, const float *x, int64_t groups)
 {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t g = 0; g < groups; g++) {
@@ -90,7 +114,7 @@ static float dot_row(const int8_t *q, const uint16_t *scale, const float *x, int
         part = _mm256_fmadd_ps(load8(qg + 8), _mm256_loadu_ps(xg + 8), part);
         part = _mm256_fmadd_ps(load8(qg + 16), _mm256_loadu_ps(xg + 16), part);
         part = _mm256_fmadd_ps(load8(qg + 24), _mm256_loadu_ps(xg + 24), part);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(scale[g])), part, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(scale[g]), part, acc);
     }
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
@@ -99,7 +123,13 @@ static float dot_row(const int8_t *q, const uint16_t *scale, const float *x, int
 #else
 /* Other machines (ARM, older x86): plain C with one running sum per lane, which compilers
  * vectorise without reassociating floats. */
-static float dot_row(const int8_t *q, const uint16_t *scale, const float *x, int64_t groups)
+static void row_scales(const uint16_t *s, int64_t groups, float *out)
+{
+    for (int64_t g = 0; g < groups; g++)
+        out[g] = half_to_float(s[g]);
+}
+
+static float dot_row(const int8_t *q, const float *scale, const float *x, int64_t groups)
 {
     float acc[LANES] = {0};
     for (int64_t g = 0; g < groups; g++) {
@@ -108,9 +138,8 @@ static float dot_row(const int8_t *q, const uint16_t *scale, const float *x, int
         float part[LANES];
         for (int j = 0; j < LANES; j++)
             part[j] = (float)qg[j] * xg[j] + (float)qg[j + LANES] * xg[j + LANES];
-        const float s = half_to_float(scale[g]);
         for (int j = 0; j < LANES; j++)
-            acc[j] += s * part[j];
+            acc[j] += scale[g] * part[j];
     }
     float total = 0.0f;
     for (int j = 0; j < LANES; j++)
@@ -137,9 +166,12 @@ void q8_matvec(const float *x, int64_t tokens, const int8_t *q, const uint16_t *
 {
     const int64_t groups = cols / GROUP;
 #pragma omp parallel for schedule(static) if (rows * cols >= PARALLEL_MIN)
-    for (int64_t n = 0; n < rows; n++)
+    for (int64_t n = 0; n < rows; n++) {
+        float scale[MAX_GROUPS];
+        row_scales(scales + n * groups, groups, scale);
         for (int64_t t = 0; t < tokens; t++)
-            y[t * rows + n] = dot_row(q + n * cols, scales + n * groups, x + t * cols, groups);
+            y[t * rows + n] = dot_row(q + n * cols, scale, x + t * cols, groups);
+    }
 }
 
 /* The dense weights, for prefill's matrix products: fp32 (bf16 = 0) or bf16 (bf16 = 1). */
