@@ -52,7 +52,9 @@ class AttachmentChip(QFrame):
         item = self.item
         metrics = self.name_label.fontMetrics()
         self.name_label.setText(metrics.elidedText(item.name, Qt.TextElideMode.ElideMiddle, 180))
-        self.detail_label.setText(self.detail_text())
+        detail = self.detail_label.fontMetrics().elidedText(
+            self.detail_text(), Qt.TextElideMode.ElideRight, 190)
+        self.detail_label.setText(detail)
         self.setProperty("problem", bool(item.error or item.note))
         self.style().unpolish(self)
         self.style().polish(self)
@@ -67,7 +69,7 @@ class AttachmentChip(QFrame):
     def detail_text(self) -> str:
         item = self.item
         if item.error:
-            return "Cannot be used"
+            return f"Cannot be used: {item.error}"
         parts = [human_size(item.size)]
         if item.page_count:
             parts.append(f"{item.page_count} pages")

@@ -214,11 +214,11 @@ class Composer(QFrame):
         return self.chip_area.widget().findChildren(AttachmentChip)
 
     def refresh_item(self, key: int) -> None:
+        """Show what was found out about an attachment (its cost, a problem)."""
         for chip in self.chips():
             if chip.item.key == key:
                 chip.refresh()
         self._update_buttons()
-        self.draft_changed.emit()
 
     # -- looks ---------------------------------------------------------------------------------
 

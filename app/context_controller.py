@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QTimer
 from app.chat_controller import answer_reserve, turn
 from app.chat_model import CONTEXT_START
 from app.context_meter import Usage
+from app.document_fit import DocumentFit
 
 COUNT_DELAY_MS = 200
 
@@ -36,6 +37,7 @@ class ContextController(QObject):
         client.summary_ready.connect(self._on_summary)
         client.failed.connect(self._on_failed)
         chats.overflow.connect(self._on_worker_overflow)
+        self.documents = DocumentFit(client, chats.composer, banner, self, self)
 
     def schedule(self) -> None:
         self._timer.start()
@@ -99,7 +101,13 @@ class ContextController(QObject):
                 f"{overflow:,} tokens more than the model's {u.context_length:,}-token context.")
         actions = [("New chat with a summary", "Summarise this chat and continue in a new one",
                     self.new_chat_with_summary)]
-        if alone > u.context_length:
+        document = None if self.pending_resend else self.documents.too_long(u)
+        if document is not None:
+            text += (f" {document.name} alone takes {document.token_cost:,} tokens. Summarise "
+                     "it in sections, or send its first part: either way the chat says what "
+                     "the model read.")
+            actions = self.documents.choices(document, u)
+        elif alone > u.context_length:
             text += (" Even on its own it is too long: shorten it, remove an attachment, or "
                      "raise the context length in Settings.")
             actions = []

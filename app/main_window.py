@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         item.extracted_text = result.get("extracted_text")
         item.note = result.get("note", "")
         self.composer.refresh_item(key)
+        self.context.schedule()
         if item.error:
             self.banner.show_message(f"{item.name} cannot be attached. {item.error}", "error",
                                      "attachment")

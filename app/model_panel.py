@@ -98,6 +98,8 @@ class ModelPanel(QDialog):
         close.setToolTip("Close the model list")
         close.setAccessibleName("Close")
         close.clicked.connect(self.close)
+        for button in (self.open_button, self.add_button, self.rescan_button, close):
+            button.setAutoDefault(False)  # Enter means "use this model", nothing else
         for button in (self.open_button, self.add_button, self.rescan_button):
             row.addWidget(button)
         row.addStretch(1)

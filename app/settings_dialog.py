@@ -138,6 +138,7 @@ def _combo(names: dict, current: str, tip: str) -> QComboBox:
 
 def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
     spin = QSpinBox()
+    spin.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)  # typed, or arrow keys and wheel
     spin.setRange(low, high)
     spin.setSingleStep(step)
     spin.setValue(value)
@@ -148,6 +149,7 @@ def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
 
 def _double(low: float, high: float, value: float, step: float, tip: str) -> QDoubleSpinBox:
     spin = QDoubleSpinBox()
+    spin.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
     spin.setRange(low, high)
     spin.setSingleStep(step)
     spin.setDecimals(2)

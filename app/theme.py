@@ -180,9 +180,12 @@ QMenu {{ background: {c.surface}; color: {c.text}; border: 1px solid {c.border};
         border-radius: 8px; padding: 4px; }}
 QMenu::item {{ padding: 5px 18px; border-radius: 5px; }}
 QMenu::item:selected {{ background: {c.hover}; }}
-QTabWidget::pane {{ border: 1px solid {c.border}; border-radius: 8px; top: -1px; }}
-QTabBar::tab {{ padding: 6px 12px; color: {c.muted}; }}
+QTabWidget::pane {{ border: 1px solid {c.border}; border-radius: 8px; top: -1px;
+                   background: {c.surface}; }}
+QTabBar::tab {{ padding: 7px 14px; color: {c.muted}; background: transparent; border: none;
+               border-bottom: 2px solid transparent; }}
 QTabBar::tab:selected {{ color: {c.text}; border-bottom: 2px solid {c.accent}; }}
+QTabBar::tab:hover {{ color: {c.text}; }}
 QTableView, QListView#ModelList {{ background: {c.surface}; border: 1px solid {c.border};
                                    border-radius: 8px; }}
 QHeaderView::section {{ background: {c.sidebar}; color: {c.muted}; border: none;

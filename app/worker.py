@@ -33,6 +33,8 @@ class EngineClient(QObject):
     finished = Signal(int, dict)  # job, stats (GenerationStats.as_dict)
     failed = Signal(int, str, dict)  # job, message, {"kind": "overflow"|"oom"|"error", ...}
     summary_ready = Signal(int, str)  # job, summary text
+    task_progress = Signal(int, float, str)  # job, fraction, what is being done
+    document_ready = Signal(int, dict)  # job, {"name", "text", "coverage"} or {"error"}
     measured = Signal(int, dict)  # attachment key, {"token_cost", "error", "page_count", ...}
     counted = Signal(dict)  # token counts of a chat and draft (see Counter.count)
     models_found = Signal(list)  # [dict] for the model panel
@@ -41,6 +43,7 @@ class EngineClient(QObject):
     _resize = Signal(int)
     _generate = Signal(int, dict, object)
     _summarize = Signal(int, dict, object)
+    _summarize_document = Signal(int, str, object)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -59,6 +62,7 @@ class EngineClient(QObject):
         self._resize.connect(self.worker.resize)
         self._generate.connect(self.worker.generate)
         self._summarize.connect(self.worker.summarize)
+        self._summarize_document.connect(self.worker.summarize_document)
         self.worker.loading.connect(self.loading)
         self.worker.loaded.connect(self._on_loaded)
         self.worker.unloaded.connect(self._on_unloaded)
@@ -68,6 +72,8 @@ class EngineClient(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.summary_ready.connect(self._on_summary)
+        self.worker.task_progress.connect(self.task_progress)
+        self.worker.document_ready.connect(self._on_document)
         self.thread.start()
 
     # -- requests ----------------------------------------------------------------------------
@@ -90,6 +96,21 @@ class EngineClient(QObject):
     def summarize(self, request: dict) -> int:
         job = self._new_job()
         self._summarize.emit(job, request, self._cancels[job])
+        return job
+
+    def summarize_document(self, path: str) -> int:
+        """Summarise a document too long for the context, in sections; answers with
+        `task_progress` while it works and `document_ready` (or `failed`) at the end."""
+        job = self._new_job()
+        self._summarize_document.emit(job, path, self._cancels[job])
+        return job
+
+    def first_part(self, path: str, budget: int) -> int:
+        """The start of a document that fits in `budget` tokens; answers with
+        `document_ready(job, {"name", "text", "coverage"})` (or {"error"})."""
+        job, view = next(self._jobs), self._view
+        self._helper.submit(self._run, lambda: self.document_ready.emit(
+            job, self._counting().first_part(view, path, budget)))
         return job
 
     def stop(self, job: int | None = None) -> None:
@@ -166,3 +187,7 @@ class EngineClient(QObject):
     def _on_summary(self, job: int, text: str) -> None:
         self._cancels.pop(job, None)
         self.summary_ready.emit(job, text)
+
+    def _on_document(self, job: int, result: dict) -> None:
+        self._cancels.pop(job, None)
+        self.document_ready.emit(job, result)

@@ -180,6 +180,21 @@ class Counter:
         except (ImageError, DocumentError) as exc:
             return {"error": str(exc)}
 
+    def first_part(self, view: ModelView, path: str, budget: int) -> dict:
+        """As much of the start of a document as `budget` tokens hold, and what it covers:
+        {"name", "text", "coverage"}; the name says the coverage, so the chat shows it too."""
+        from engine.context import SAFETY, coverage, plan_chunks
+
+        if view is None:
+            return {"error": "No model is loaded yet, so the document cannot be measured."}
+        try:
+            _block, doc = document_text(path)
+            chunk = plan_chunks(doc, view.tokenizer, budget - SAFETY)[0]
+        except (DocumentError, ValueError) as exc:  # unreadable, or not even a line fits
+            return {"error": str(exc)}
+        read = coverage(doc, [chunk])
+        return {"name": f"{doc.name} ({read}).txt", "text": chunk.text, "coverage": read}
+
     def count(self, view: ModelView | None, request: dict) -> dict:
         """{"history", "per_turn", "draft", "context_length"} for request["turns"] plus the
         draft (request["draft"]: a user turn of text only; its files are counted by measure)."""

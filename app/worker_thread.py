@@ -26,6 +26,8 @@ class InferenceWorker(QObject):
     finished = Signal(int, dict)
     failed = Signal(int, str, dict)
     summary_ready = Signal(int, str)
+    task_progress = Signal(int, float, str)  # job, fraction, what is being done
+    document_ready = Signal(int, dict)  # job, {"name", "text", "coverage"}
 
     def __init__(self, closing) -> None:
         super().__init__()
@@ -163,6 +165,24 @@ class InferenceWorker(QObject):
         if cancel.is_set():
             raise Cancelled("Summary stopped")
         self.summary_ready.emit(job, text.strip().split("\n\n")[0] if plain else text.strip())
+
+    @Slot(int, str, object)
+    def summarize_document(self, job: int, path: str, cancel) -> None:
+        self._guarded(job, lambda: self._summarize_document(job, path, cancel))
+
+    def _summarize_document(self, job: int, path: str, cancel) -> None:
+        """A long document summarised section by section, then combined (engine.summarize)."""
+        from engine.documents import extract
+        from engine.summarize import summarize
+
+        session = self._session()
+        doc = extract(path)
+        report = lambda event: self.task_progress.emit(job, event.fraction, str(event))
+        summary = summarize(self.model, doc, context_length=session.context_length,
+                            mode="sections", progress=report, cancel=cancel)
+        self.document_ready.emit(job, {
+            "name": f"{doc.name} (summary of {summary.read}).md", "text": summary.markdown(),
+            "coverage": summary.read})
 
     def _session(self):
         from engine.errors import EngineError

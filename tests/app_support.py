@@ -27,6 +27,8 @@ class FakeClient(QObject):
     finished = Signal(int, dict)
     failed = Signal(int, str, dict)
     summary_ready = Signal(int, str)
+    task_progress = Signal(int, float, str)
+    document_ready = Signal(int, dict)
     measured = Signal(int, dict)
     counted = Signal(dict)
     models_found = Signal(list)
@@ -41,6 +43,8 @@ class FakeClient(QObject):
         self.contexts: list[int] = []
         self.found_rows: list[dict] = []
         self.overflow_next = 0  # > 0: the next request fails as this many tokens too long
+        self.document_costs: dict[str, int] = {}  # file name -> tokens (40 otherwise)
+        self.prepared: list[tuple] = []
         self.history_tokens_per_char = 0.25
         self._jobs = itertools.count(1)
         self._stopped: set[int] = set()
@@ -93,8 +97,26 @@ class FakeClient(QObject):
         self._stopped.add(job)
 
     def measure(self, key: int, path: str, kind: str, pan_and_scan: bool) -> None:
-        self._later(lambda: self.measured.emit(key, {"token_cost": 260 if kind == "image"
-                                                     else 40, "note": ""}))
+        from pathlib import Path
+
+        cost = 260 if kind == "image" else self.document_costs.get(Path(path).name, 40)
+        self._later(lambda: self.measured.emit(key, {"token_cost": cost, "note": ""}))
+
+    def first_part(self, path: str, budget: int) -> int:
+        job = next(self._jobs)
+        self.prepared.append(("first_part", path, budget))
+        self._later(lambda: self.document_ready.emit(job, {
+            "name": "big.txt (lines 1-40 of 400).txt", "text": "the start", "coverage": "x"}))
+        return job
+
+    def summarize_document(self, path: str) -> int:
+        job = next(self._jobs)
+        self.prepared.append(("sections", path))
+        self._later(lambda: self.task_progress.emit(job, 0.5, "section 2 of 4 (lines 100-200)"))
+        self._later(lambda: self.document_ready.emit(job, {
+            "name": "big.txt (summary of lines 1-400 of 400).md", "text": "# Summary",
+            "coverage": "lines 1-400 of 400"}), 30)
+        return job
 
     def count(self, request: dict) -> None:
         rate = self.history_tokens_per_char

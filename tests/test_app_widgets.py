@@ -233,6 +233,37 @@ def test_overflow_can_start_a_new_chat_carrying_a_summary(qtbot, make_window):
     assert window.chat_model.row_at(0).kind == "system"  # the summary is shown in the chat
 
 
+def test_a_document_longer_than_the_context_is_read_in_part_or_summarised(
+        qtbot, make_window, tmp_path):
+    client = FakeClient(context_length=2048)
+    client.document_costs = {"big.txt": 5000}
+    window = make_window(client, max_answer_tokens=256)
+    big = tmp_path / "big.txt"
+    big.write_text("line\n" * 400)
+    window.composer.add_paths([str(big)])
+    window.composer.set_text("What does it say?")
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    window.composer.request_send()
+    labels = [b.text() for b in window.banner.findChildren(QAbstractButton)]
+    assert "Summarise in sections" in labels and "Use the first part" in labels
+    assert "big.txt alone takes 5,000 tokens" in window.banner.text.text()
+    first = [b for b in window.banner.findChildren(QAbstractButton)
+             if b.text() == "Use the first part"][0]
+    first.click()
+    qtbot.waitUntil(lambda: len(client.requests) == 1, timeout=FAST)  # Send was pressed
+    sent = client.requests[0]["turns"][-1]["attachments"]
+    assert [a["name"] for a in sent] == ["big.txt (lines 1-40 of 400).txt"]
+    assert client.prepared[0][0] == "first_part" and 1000 < client.prepared[0][2] < 2048
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    window.composer.add_paths([str(big)])
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    window.context.documents.summarise(window.composer.items[0])
+    qtbot.waitUntil(lambda: "section 2 of 4" in window.banner.text.text(), timeout=FAST)
+    qtbot.waitUntil(lambda: [c.item.name for c in window.composer.chips()] == [
+        "big.txt (summary of lines 1-400 of 400).md"], timeout=FAST)
+    assert len(client.requests) == 1  # not sent by itself: Send was not pressed this time
+
+
 def test_an_interrupted_answer_continues_in_place(qtbot, make_window):
     window = make_window(FakeClient(" and the rest."))
     chat = window.store.create_conversation()

@@ -160,3 +160,15 @@ def test_prompts_follow_gemma_turns(client, tmp_path):
     text = model.tokenizer.decode(ids)
     assert pixels is None and "shot.png" in text and "cannot see it" in text
     assert text.endswith("Hi, I am") and "Hello?" in text
+
+
+def test_the_first_part_of_a_long_document_fits_its_budget(qtbot, client, tmp_path):
+    long = tmp_path / "long.txt"
+    long.write_text("".join(f"Line {i}: the quarterly figures went up again.\n"
+                            for i in range(1, 801)))
+    with qtbot.waitSignal(client.document_ready, timeout=LONG) as blocker:
+        client.first_part(str(long), 500)
+    result = blocker.args[1]
+    assert result["name"].startswith("long.txt (lines 1-") and "of 800" in result["coverage"]
+    assert result["text"].startswith("Line 1:")
+    assert len(client.worker.model.tokenizer.encode(result["text"])) <= 500
