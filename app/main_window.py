@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication, QHBoxLayout, QMainWindow, QVBoxLayou
 
 from app import settings as settings_store
 from app import theme
+from app.attachment_controller import AttachmentController
 from app.banner import Banner
 from app.chat_controller import ChatController
 from app.chat_model import ChatModel
@@ -20,7 +21,7 @@ from app.context_controller import ContextController
 from app.context_meter import ContextMeter
 from app.drop_zone import DropZone
 from app.sidebar import Sidebar
-from app.store import Store
+from app.store import Store, acquire_instance_lock, release_instance_lock
 from app.top_bar import TopBar
 from app.window_actions import WindowActions
 
@@ -36,6 +37,7 @@ class MainWindow(QMainWindow):
         self.resize(1180, 800)
         self.settings = settings or settings_store.load()
         theme.apply(QApplication.instance(), self.settings.theme, self.settings.font_size)
+        self._owns_store = store is None
         self.store = store or Store()
         self._owns_client = client is None
         if client is None:
@@ -49,6 +51,8 @@ class MainWindow(QMainWindow):
         self.chats.render_cost = lambda: self.view.delegate.cache.last_build_s
         self.context = ContextController(self.chats, client, self.meter, self.banner, self)
         self.actions = WindowActions(self)
+        self.attachments = AttachmentController(client, self.composer, self.banner, self.context,
+                                                self.settings, self.actions.show_models, self)
         self._connect()
         QApplication.instance().installEventFilter(self)
         QApplication.styleHints().colorSchemeChanged.connect(self.on_system_colours)
@@ -96,11 +100,9 @@ class MainWindow(QMainWindow):
         c.loaded.connect(self.on_loaded)
         c.unloaded.connect(self.top_bar.show_no_model)
         c.load_failed.connect(self.on_load_failed)
-        c.measured.connect(self.on_measured)
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(chats.stop)
         self.composer.attach_requested.connect(self.actions.attach_files)
-        self.composer.attachment_added.connect(self.measure)
         self.composer.draft_changed.connect(self.context.draft_edited)
         self.view.action_requested.connect(chats.act)
         self.view.notice.connect(lambda text: self.statusBar().showMessage(text, 3000))
@@ -114,6 +116,7 @@ class MainWindow(QMainWindow):
         self.sidebar.new_chat.connect(self.new_chat)
         self.sidebar.delete_chat.connect(self.actions.delete_chat)
         self.sidebar.export_chat.connect(self.actions.export_chat)
+        self.sidebar.renamed.connect(lambda _id: self.on_chats_changed())
         self.top_bar.sidebar_toggled.connect(self.actions.toggle_sidebar)
         self.top_bar.models_requested.connect(self.actions.show_models)
         self.top_bar.settings_requested.connect(self.actions.show_settings)
@@ -143,8 +146,7 @@ class MainWindow(QMainWindow):
         self.view.viewport().update()
         if info.get("is_default") and not self.settings.first_run_done:
             self.actions.show_first_run()
-        for item in self.composer.items:
-            self.measure(item)
+        self.attachments.measure_all()
         self.context.count_now()
 
     def on_load_failed(self, message: str) -> None:
@@ -161,39 +163,8 @@ class MainWindow(QMainWindow):
 
     # -- composing and sending -----------------------------------------------------------------
 
-    def measure(self, item) -> None:
-        if item.error is None:
-            self.client.measure(item.key, str(item.path), item.kind, self.settings.pan_and_scan)
-
-    def on_measured(self, key: int, result: dict) -> None:
-        item = next((i for i in self.composer.items if i.key == key), None)
-        if item is None or result.get("waiting"):
-            return
-        item.error = result.get("error")
-        item.token_cost = result.get("token_cost")
-        item.page_count = result.get("page_count")
-        item.extracted_text = result.get("extracted_text")
-        item.note = result.get("note", "")
-        self.composer.refresh_item(key)
-        self.context.schedule()
-        if item.error:
-            self.banner.show_message(f"{item.name} cannot be attached. {item.error}", "error",
-                                     "attachment")
-        elif item.note:
-            self.banner.show_message(
-                f"<b>{item.name}</b>: {self.client.info['name']} cannot see pictures. Open a "
-                "Gemma 3 that does (4B, 12B or 27B) to chat about it.", "warning", "attachment",
-                [("Choose a model…", "Open the model list", self.actions.show_models)])
-
     def send(self, text: str, items: list) -> None:
-        broken = [i.name for i in items if i.error]
-        blind = [i.name for i in items if i.note]
-        if broken or blind:
-            why = "cannot be used" if broken else "cannot be seen by this model"
-            self.banner.show_message(f"Remove {', '.join(broken + blind)} first ({why}). "
-                                     "Nothing was sent.", "error", "attachment")
-            return
-        if self.context.blocks_send():
+        if not self.attachments.sendable(items) or self.context.blocks_send():
             return
         if self.chats.send(text, items):
             self.banner.dismiss("attachment")
@@ -288,11 +259,18 @@ class MainWindow(QMainWindow):
         if self._owns_client:
             self.client.shutdown()
         settings_store.save(self.settings)
+        if self._owns_store:
+            release_instance_lock()
         super().closeEvent(event)
 
     def _startup_notices(self) -> None:
         if self.store.recovery_notice:
             self.banner.show_message(self.store.recovery_notice, "warning", "store")
+        elif self._owns_store and not acquire_instance_lock():
+            self.banner.show_message(
+                "Gemma Desk is already open on these chats in another window. Both can be used "
+                "safely, but one does not show what the other writes until it is reopened.",
+                "warning", "store")
         self.sidebar.refresh()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListView,
@@ -28,6 +29,7 @@ class Sidebar(QFrame):
     new_chat = Signal()
     delete_chat = Signal(str)
     export_chat = Signal(str)
+    renamed = Signal(str)
 
     def __init__(self, store, parent=None) -> None:
         super().__init__(parent)
@@ -35,6 +37,7 @@ class Sidebar(QFrame):
         self.setMinimumWidth(220)
         self.setMaximumWidth(340)
         self.store = store
+        self.current_id: str | None = None
         box = QVBoxLayout(self)
         box.setContentsMargins(10, 12, 10, 10)
         box.setSpacing(8)
@@ -91,6 +94,7 @@ class Sidebar(QFrame):
         self.select(current_id)
 
     def select(self, conversation_id: str | None) -> None:
+        self.current_id = conversation_id
         row = self.chats.row_of(conversation_id) if conversation_id else -1
         if row < 0:
             self.list.clearSelection()
@@ -136,10 +140,26 @@ class Sidebar(QFrame):
         if not index.isValid():
             return
         chat_id = index.data(IdRole)
+        chat = self.chats.conversation_at(index.row())
         menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self.rename(chat_id, chat.display_title))
+        menu.addAction("Unpin" if chat.pinned else "Pin to the top",
+                       lambda: self._pin(chat_id, not chat.pinned))
         menu.addAction("Export…", lambda: self.export_chat.emit(chat_id))
-        menu.addAction("Delete chat", lambda: self.delete_chat.emit(chat_id))
+        menu.addSeparator()
+        menu.addAction("Delete chat…", lambda: self.delete_chat.emit(chat_id))
         menu.exec(self.list.viewport().mapToGlobal(pos))
+
+    def rename(self, chat_id: str, current: str) -> None:
+        title, ok = QInputDialog.getText(self, "Rename chat", "Title:", text=current)
+        if ok and title.strip():
+            self.store.rename(chat_id, title)
+            self.refresh(self.current_id)
+            self.renamed.emit(chat_id)
+
+    def _pin(self, chat_id: str, pinned: bool) -> None:
+        self.store.set_pinned(chat_id, pinned)
+        self.refresh(self.current_id)
 
     def _restyle(self) -> None:
         self.new_button.setIcon(icons.icon("new", size=16))

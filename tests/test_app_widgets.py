@@ -454,3 +454,29 @@ def test_closing_mid_answer_keeps_it_as_stopped(qtbot, make_window):
     window.close()
     answer = window.store.get_conversation(chat_id).messages[-1]
     assert answer.status == "stopped" and answer.text.startswith("yyyyyyyyyy")
+
+
+def test_chats_can_be_renamed_pinned_exported_and_deleted(qtbot, make_window, monkeypatch,
+                                                         tmp_path):
+    from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+
+    window = make_window()
+    send(qtbot, window, "first chat")
+    first = window.conversation_id()
+    window.new_chat()
+    send(qtbot, window, "second chat")
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Renamed", True))
+    window.sidebar.rename(first, "first chat")
+    assert window.store.get_conversation(first).title == "Renamed"
+    window.sidebar._pin(first, True)
+    assert window.sidebar.chats.conversation_at(0).id == first
+    target = tmp_path / "out.html"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(target), "Web page (*.html)"))
+    window.actions.export_chat(first)
+    assert "first chat" in target.read_text()
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.actions.delete_chat(window.conversation_id())
+    assert window.conversation_id() is None and not window.chat_model.messages
+    assert [c.id for c in window.store.list_conversations()] == [first]
