@@ -20,13 +20,14 @@ from __future__ import annotations
 import time
 import warnings
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import kernels
+from engine import kernels, quant_cache
 
 SCHEMES = ("int8", "bf16", "none")
 STREAM_TOKENS = 4  # up to this many tokens a call streams int8 weights; more take a GEMM
@@ -166,11 +167,13 @@ def quantize_for_inference(model, scheme: str = "auto", checkpoint=None) -> str:
     return applied
 
 
-def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None = None) -> str:
+def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None = None,
+                  device: torch.device | None = None) -> str:
     """Works on a loaded TextModel and on one still on the meta device (weights are then read
-    from `checkpoint`), so a loader can build quantised matrices without an fp32 copy."""
+    from `checkpoint`, onto `device`), so a loader can build quantised matrices without an
+    fp32 copy of them."""
     embed = text.embed_tokens.weight
-    device = torch.device("cpu") if embed.is_meta else embed.device
+    device = device or (torch.device("cpu") if embed.is_meta else embed.device)
     dtype = dtype or embed.dtype
     applied = resolve_scheme(scheme, device)
     if applied == "none":
@@ -178,12 +181,25 @@ def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None 
     if applied == "int8":
         gemm_dtype()  # measured now, while loading, not inside the first prefill
     int8 = applied == "int8"
-    for name, module in list(text.named_modules()):
-        if isinstance(module, nn.Linear):
-            weight = _weight(module.weight, f"{name}.weight", checkpoint, applied)
-            _replace(text, name, Int8Linear(*weight) if int8 else HalfLinear(weight))
-    weight = _weight(embed, "embed_tokens.weight", checkpoint, applied)
-    table = Int8TiedEmbedding(*weight, dtype) if int8 else HalfTiedEmbedding(weight, dtype)
+    targets = {f"{name}.weight": module for name, module in text.named_modules()
+               if isinstance(module, nn.Linear)}
+    targets["embed_tokens.weight"] = text.embed_tokens
+    source = Path(checkpoint.path) if checkpoint is not None else None
+    prepared = quant_cache.load(source, applied) if int8 else None
+    weights = {}
+    for name, module in targets.items():
+        if prepared is not None and name in prepared:
+            weights[name] = prepared[name]
+        else:
+            weights[name] = _weight(module.weight, name, checkpoint, applied, device)
+    if int8 and prepared is None:
+        quant_cache.save(source, applied, weights)
+    for name in targets:
+        if name != "embed_tokens.weight":
+            module = Int8Linear(*weights[name]) if int8 else HalfLinear(weights[name])
+            _replace(text, name.removesuffix(".weight"), module)
+    table = weights["embed_tokens.weight"]
+    table = Int8TiedEmbedding(*table, dtype) if int8 else HalfTiedEmbedding(table, dtype)
     text.embed_tokens = table
     text.project = table.project  # shadows TextModel.project on this instance
     return applied
@@ -194,7 +210,7 @@ def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(owner_name) if owner_name else root, leaf, module)
 
 
-def _weight(weight: torch.Tensor, name: str, checkpoint, scheme: str):
+def _weight(weight: torch.Tensor, name: str, checkpoint, scheme: str, device: torch.device):
     """The matrix in the scheme's form: (int8, scales) for int8, a dense tensor for bf16."""
     if scheme == "int8":
         taken = _gguf_q8_0(checkpoint, name)
@@ -203,7 +219,7 @@ def _weight(weight: torch.Tensor, name: str, checkpoint, scheme: str):
     if weight.is_meta:
         if checkpoint is None:
             raise ValueError(f"'{name}' is not loaded and no checkpoint was given to read it")
-        weight = checkpoint.read(name, torch.float32, torch.device("cpu"))
+        weight = checkpoint.read(name, torch.float32, device)
     return kernels.quantize(weight) if scheme == "int8" else weight.to(torch.bfloat16)
 
 

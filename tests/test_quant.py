@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import engine
-from engine import kernels, quant
+from engine import kernels, quant, quant_cache
 from engine.checkpoints import open_checkpoint
 from engine.kernels import build
 from engine.text_model import TextModel
@@ -242,3 +243,35 @@ def test_real_model_perplexity_within_one_percent(scheme, real_gguf, text_ids, f
     assert 10 < reference < 40  # real text, not noise
     assert abs(prefill_ppl / reference - 1) < 0.01
     assert abs(stream_ppl / reference_stream - 1) < 0.01
+
+
+# -- the prepared-weights cache ------------------------------------------------------------
+
+
+def test_prepared_matrices_are_mapped_back_and_refreshed_when_the_source_changes(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(quant_cache, "cache_root", lambda: tmp_path / "prepared")
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF stand-in")
+    matrices = {"a.weight": kernels.quantize(torch.randn(64, 96)),
+                "b.weight": kernels.quantize(torch.randn(8, 32))}
+    assert quant_cache.load(source, "int8") is None
+    assert quant_cache.save(source, "int8", matrices)
+    mapped = quant_cache.load(source, "int8")
+    for name, (q, scales) in matrices.items():
+        assert torch.equal(mapped[name][0], q) and torch.equal(mapped[name][1], scales)
+    assert quant_cache.load(source, "bf16") is None  # another scheme
+    os.utime(source, ns=(0, 12345))
+    assert quant_cache.load(source, "int8") is None  # the file changed: convert again
+
+
+def test_a_damaged_or_oversized_cache_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(quant_cache, "cache_root", lambda: tmp_path / "prepared")
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF stand-in")
+    assert quant_cache.save(source, "int8", {"a.weight": kernels.quantize(torch.randn(4, 64))})
+    weights = next((tmp_path / "prepared").iterdir()) / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short
+    assert quant_cache.load(source, "int8") is None
+    monkeypatch.setattr(quant_cache, "MAX_BYTES", 10)
+    assert not quant_cache.save(source, "int8", {"a.weight": kernels.quantize(torch.randn(4, 64))})

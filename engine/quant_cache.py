@@ -1,0 +1,99 @@
+"""Prepared int8 matrices kept on disk, so a model is converted once, not at every load.
+
+Turning a GGUF file's 4-6 bit blocks into int8 groups takes seconds; reading them back takes
+a memory map. One folder per source file in the user cache holds `weights.bin` (every matrix,
+64-byte aligned) and `index.json` (where each one lies, and the source's size and mtime: a
+changed file is converted again). Large models are not cached (their int8 copy would fill the
+disk; their load is dominated by reading anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = 1
+MAX_BYTES = 2 << 30  # larger prepared models are converted at every load instead
+ALIGN = 64
+
+
+def cache_root() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gemma-desk")) / "prepared"
+
+
+def _stamp(source: Path, scheme: str) -> dict:
+    stat = source.stat()
+    return {"format": FORMAT, "scheme": scheme, "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+
+def _folder(source: Path) -> Path:
+    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return cache_root() / f"{source.stem[:40]}-{digest}"
+
+
+def load(source: Path | None, scheme: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+    """{name: (int8 values, fp16 scales)} mapped from the cache, or None when absent/stale."""
+    if source is None or not source.is_file():
+        return None
+    folder = _folder(source)
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        if index["stamp"] != _stamp(source, scheme):
+            return None
+        data = np.memmap(folder / "weights.bin", dtype=np.uint8, mode="r")
+        if len(data) != index["bytes"]:
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    with warnings.catch_warnings():  # read-only mapping; nothing ever writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        raw = torch.from_numpy(data)
+    return {name: tuple(_view(raw, *entry) for entry in entries)
+            for name, entries in index["tensors"].items()}
+
+
+def _view(raw: torch.Tensor, offset: int, dtype: str, shape: list[int]) -> torch.Tensor:
+    dtype = getattr(torch, dtype)
+    n = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+    return raw[offset:offset + n].view(dtype).reshape(shape)
+
+
+def save(source: Path | None, scheme: str, matrices: dict[str, tuple[torch.Tensor, ...]]) -> bool:
+    """Write the prepared matrices (atomically: a reader sees the old state or the new one)."""
+    if source is None or not source.is_file():
+        return False
+    total = sum(t.nbytes for pair in matrices.values() for t in pair)
+    if total > MAX_BYTES:
+        return False
+    folder = _folder(source)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors, offset = {}, 0
+        partial = folder / f"weights.bin.{os.getpid()}"
+        with open(partial, "wb") as f:
+            for name, pair in matrices.items():
+                entries = []
+                for tensor in pair:
+                    f.write(b"\0" * (-offset % ALIGN))
+                    offset += -offset % ALIGN
+                    f.write(memoryview(tensor.contiguous().numpy()))
+                    entries.append([offset, str(tensor.dtype).removeprefix("torch."),
+                                    list(tensor.shape)])
+                    offset += tensor.nbytes
+                tensors[name] = entries
+        index = {"stamp": _stamp(source, scheme), "bytes": offset, "tensors": tensors}
+        os.replace(partial, folder / "weights.bin")
+        index_partial = folder / f"index.json.{os.getpid()}"
+        index_partial.write_text(json.dumps(index))
+        os.replace(index_partial, folder / "index.json")
+        return True
+    except OSError:
+        return False
