@@ -172,3 +172,13 @@ def test_the_first_part_of_a_long_document_fits_its_budget(qtbot, client, tmp_pa
     assert result["name"].startswith("long.txt (lines 1-") and "of 800" in result["coverage"]
     assert result["text"].startswith("Line 1:")
     assert len(client.worker.model.tokenizer.encode(result["text"])) <= 500
+
+
+def test_model_scan_lists_the_bundled_model_with_its_needs(qtbot, client, tmp_path):
+    with qtbot.waitSignal(client.models_found, timeout=LONG) as blocker:
+        client.discover([str(tmp_path)], "cpu")
+    bundled = blocker.args[0][0]
+    assert bundled["origin"] == "Bundled" and bundled["path"] == "" and not bundled["sees_images"]
+    assert 200_000_000 < bundled["params"] < 300_000_000 and bundled["device"] == "cpu"
+    assert bundled["memory"] > bundled["params"] * 4  # fp32 weights plus the cache
+    assert 0 < bundled["max_context"] <= bundled["model_max_context"] == 32768
