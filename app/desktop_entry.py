@@ -144,6 +144,11 @@ def _refresh_caches(base: Path) -> None:
 
 def main(action: str) -> int:
     """`gemma-desk --install-desktop-entry` / `--uninstall-desktop-entry`."""
+    if sys.platform in ("win32", "darwin"):
+        print("gemma-desk: desktop entries are for Linux and other freedesktop systems; on "
+              "Windows and macOS, build the app with packaging/build.py (see the README's "
+              "'Install as an app')", file=sys.stderr)
+        return 1
     try:
         paths = install() if action == "install" else uninstall()
     except OSError as exc:
