@@ -128,6 +128,7 @@ class MainWindow(QMainWindow):
             self.settings.model_source, self.settings.mmproj = source, mmproj or ""
             settings_store.save(self.settings)
         s = self.settings
+        self.chats.stop()  # an answer in progress ends first; what it wrote is kept
         self.top_bar.show_loading(0.0, "Starting")
         self.banner.dismiss("load")
         self.client.load_model(s.model_source or None, s.mmproj or None, s.device,

@@ -154,7 +154,6 @@ class MessageDelegate(QStyledItemDelegate):
                              QPointF(rect.right() - 1, header_bottom))
 
     def _paint_avatar(self, painter: QPainter, rect: QRect, busy: bool) -> None:
-        c = theme.current()
         gradient = QLinearGradient(rect.topLeft(), rect.bottomRight())
         gradient.setColorAt(0, QColor("#4f7cff"))
         gradient.setColorAt(1, QColor("#9b6bff" if not busy else "#2bc4a0"))
@@ -165,7 +164,7 @@ class MessageDelegate(QStyledItemDelegate):
         font = painter.font()
         font.setBold(True)
         painter.setFont(font)
-        painter.setPen(QColor("#ffffff" if c.name == "light" else "#0d1117"))
+        painter.setPen(QColor("#ffffff"))
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "G")
         painter.restore()
 

@@ -51,6 +51,7 @@ class EngineClient(QObject):
         self._jobs = itertools.count(1)
         self._cancels: dict[int, threading.Event] = {}
         self._closing = threading.Event()
+        self._load_cancel = threading.Event()
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemma-desk-count")
         self._view = None  # the loaded model's worker_prompts.ModelView
         self._counter = None  # made on the helper thread: importing the engine takes a while
@@ -80,8 +81,11 @@ class EngineClient(QObject):
 
     def load_model(self, source: str | None = None, mmproj: str | None = None,
                    device: str = "auto", context_length: int = 0) -> None:
+        """Load a model (None: the bundled 270M); a load still in progress is abandoned."""
+        self._load_cancel.set()
+        self._load_cancel = threading.Event()
         self._load.emit({"source": source or None, "mmproj": mmproj or None, "device": device,
-                         "context_length": context_length or None})
+                         "context_length": context_length or None, "cancel": self._load_cancel})
 
     def set_context_length(self, context_length: int) -> None:
         """A new, empty session of this length (0: the largest that fits); answers `loaded`."""

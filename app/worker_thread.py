@@ -59,10 +59,14 @@ class InferenceWorker(QObject):
         source = request["source"]
         if source is not None:
             open_checkpoint(source)  # a wrong or broken file fails here, before unloading
+        cancel = request.get("cancel")
+        if cancel is not None and cancel.is_set():
+            return  # a newer load was asked for before this one began
         self.unload()
         self._last_progress = -1.0
         started = time.perf_counter()
-        model = engine.load(source, device=request["device"], progress=self._progress,
+        report = lambda fraction, message: self._progress(fraction, message, cancel)
+        model = engine.load(source, device=request["device"], progress=report,
                             mmproj=request["mmproj"])
         self.loading.emit(1.0, "Preparing the context")
         session = model.new_session(request["context_length"])
@@ -83,11 +87,11 @@ class InferenceWorker(QObject):
                                   f"up ({exc}); using {self.session.context_length:,}.")
         self.loaded.emit(self.info(self._source, self._seconds))
 
-    def _progress(self, fraction: float, message: str) -> None:
-        if self.closing.is_set():
+    def _progress(self, fraction: float, message: str, cancel=None) -> None:
+        if self.closing.is_set() or (cancel is not None and cancel.is_set()):
             from engine.errors import Cancelled
 
-            raise Cancelled("The app is closing")
+            raise Cancelled("The app is closing, or another model was chosen")
         if fraction - self._last_progress >= PROGRESS_STEP or fraction >= 1.0:
             self._last_progress = fraction
             self.loading.emit(fraction, message)
