@@ -103,6 +103,7 @@ def _shoot(scratch: Path) -> int:
         window.composer.add_paths([str(notes)])
         _wait(app, lambda w=window: all(c.item.token_cost for c in w.composer.chips()))
         _wait(app, lambda: False, 0.6)  # layouts, thumbnails and the meter settle
+        window.statusBar().clearMessage()  # "ready, loaded in N s" goes after a few seconds
         target = ROOT / "docs" / f"screenshot-{theme}.png"
         target.parent.mkdir(exist_ok=True)
         window.grab().save(str(target))
