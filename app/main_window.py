@@ -6,6 +6,8 @@ already type (and even send: the request waits for the model).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QEvent, QTimer
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QMainWindow, QVBoxLayout, QWidget
 
@@ -57,6 +59,7 @@ class MainWindow(QMainWindow):
         QApplication.instance().installEventFilter(self)
         QApplication.styleHints().colorSchemeChanged.connect(self.on_system_colours)
         self._startup_notices()
+        self._restore_draft()
         if client.info is None:
             QTimer.singleShot(0, self.load_model)
         else:
@@ -259,10 +262,18 @@ class MainWindow(QMainWindow):
             self.chats.saver.stop({"stop_reason": "closed"})
         if self._owns_client:
             self.client.shutdown()
+        self.chats.cancel_edit()  # the draft put aside for an edit is what was being written
+        self.settings.draft_text = self.composer.text()
+        self.settings.draft_files = [str(i.path) for i in self.composer.items]
         settings_store.save(self.settings)
         if self._owns_store:
             release_instance_lock()
         super().closeEvent(event)
+
+    def _restore_draft(self) -> None:
+        """What was being written when the app closed comes back (files that still exist)."""
+        self.composer.set_text(self.settings.draft_text)
+        self.composer.add_paths([p for p in self.settings.draft_files if Path(p).is_file()])
 
     def _startup_notices(self) -> None:
         if self.store.recovery_notice:

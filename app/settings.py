@@ -31,6 +31,8 @@ class Settings:
     model_folders: list[str] = field(default_factory=list)  # extra folders to look for models
     first_run_done: bool = False
     sidebar_visible: bool = True
+    draft_text: str = ""  # what the composer held when the app was closed
+    draft_files: list[str] = field(default_factory=list)
 
     def sampling(self) -> dict | None:
         """Sampling parameters for the worker; None means greedy (temperature 0)."""

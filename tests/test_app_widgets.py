@@ -480,3 +480,16 @@ def test_chats_can_be_renamed_pinned_exported_and_deleted(qtbot, make_window, mo
     window.actions.delete_chat(window.conversation_id())
     assert window.conversation_id() is None and not window.chat_model.messages
     assert [c.id for c in window.store.list_conversations()] == [first]
+
+
+def test_what_was_being_written_survives_closing_the_app(qtbot, make_window, tmp_path):
+    from app import settings as stored
+
+    window = make_window()
+    window.composer.set_text("an unfinished thought")
+    window.composer.add_paths([picture(tmp_path / "draft.png")])
+    window.close()
+    again = make_window(**{k: v for k, v in vars(stored.load()).items()
+                           if k in ("draft_text", "draft_files")})
+    assert again.composer.text() == "an unfinished thought"
+    assert [c.item.name for c in again.composer.chips()] == ["draft.png"]
