@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import kernels, quant_cache
+from engine.text_model import RMSNorm
 
 SCHEMES = ("int8", "bf16", "none")
 STREAM_TOKENS = 4  # up to this many tokens a call streams int8 weights; more take a GEMM
@@ -130,6 +131,22 @@ class Int8TiedEmbedding(nn.Module):
         return logits.reshape(*hidden.shape[:-1], vocab)
 
 
+class KernelRMSNorm(nn.Module):
+    """The text model's RMSNorm in one kernel call (same fp32 arithmetic): at one token its
+    eight small tensor operations cost more than the arithmetic. Holds the original's weight."""
+
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.eps, self.weight = norm.eps, norm.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and x.is_contiguous() and not self.weight.is_meta:
+            return kernels.rmsnorm(x, self.weight, self.eps)
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * self.weight).to(x.dtype)
+
+
 class HalfLinear(nn.Module):
     """Stock PyTorch: bf16 weights, inputs cast to bf16 for the product only."""
 
@@ -198,6 +215,10 @@ def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None 
         if name != "embed_tokens.weight":
             module = Int8Linear(*weights[name]) if int8 else HalfLinear(weights[name])
             _replace(text, name.removesuffix(".weight"), module)
+    if int8:  # the kernel library is there
+        for name, module in list(text.named_modules()):
+            if isinstance(module, RMSNorm):
+                _replace(text, name, KernelRMSNorm(module))
     table = weights["embed_tokens.weight"]
     table = Int8TiedEmbedding(*table, dtype) if int8 else HalfTiedEmbedding(table, dtype)
     text.embed_tokens = table

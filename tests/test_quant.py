@@ -137,6 +137,8 @@ def test_tiny_model_quantized_stays_close_to_fp32(scheme, tiny_text_checkpoint):
     assert model.text.embed_scale == scale  # still sqrt(d) in fp32
     expected = quant.Int8Linear if scheme == "int8" else quant.HalfLinear
     assert isinstance(model.text.layers[0].mlp.down_proj, expected)
+    norm = model.text.layers[0].input_layernorm
+    assert isinstance(norm, quant.KernelRMSNorm) == (scheme == "int8")
     assert close_logits(model.logits(ids), full)
     check_sessions_decode(model, ids, full)
 
@@ -275,3 +277,14 @@ def test_a_damaged_or_oversized_cache_is_not_used(tmp_path, monkeypatch):
     assert quant_cache.load(source, "int8") is None
     monkeypatch.setattr(quant_cache, "MAX_BYTES", 10)
     assert not quant_cache.save(source, "int8", {"a.weight": kernels.quantize(torch.randn(4, 64))})
+
+
+def test_the_norm_kernel_equals_the_model_norm():
+    from engine.text_model import RMSNorm
+
+    norm = RMSNorm(640, 1e-6)
+    norm.weight.data = torch.randn(640, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(3, 640, generator=torch.Generator().manual_seed(6)) * 40
+    fast = quant.KernelRMSNorm(norm)
+    assert torch.allclose(fast(x), norm(x), rtol=1e-6, atol=1e-6)
+    assert torch.equal(fast(x.double()), norm(x.double()))  # other dtypes: the torch path

@@ -95,3 +95,14 @@ class Int8Matrix:
 
     def rows_slice(self, start: int, end: int) -> Int8Matrix:
         return Int8Matrix(self.q[start:end], self.scales[start:end], self._lib)
+
+
+def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, lib=None) -> torch.Tensor:
+    """Gemma's RMSNorm of contiguous fp32 rows (weight holds 1 + w), in one call."""
+    if x.dtype != torch.float32 or not x.is_contiguous() or weight.dtype != torch.float32:
+        raise ValueError("the rmsnorm kernel takes contiguous float32 inputs")
+    dim = weight.shape[0]
+    out = torch.empty_like(x)
+    (lib or library()).q8_rmsnorm(x.data_ptr(), x.numel() // dim, dim, weight.data_ptr(), eps,
+                                  out.data_ptr())
+    return out

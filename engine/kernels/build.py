@@ -34,6 +34,7 @@ _SIGNATURES = {
     "q8_dequantize": [_POINTER, _POINTER, _INT64, _INT64, _POINTER, _INT],
     "q8_quantize": [_POINTER, _INT64, _INT64, _POINTER, _POINTER],
     "q8_simd_bits": [],
+    "q8_rmsnorm": [_POINTER, _INT64, _INT64, _POINTER, ctypes.c_float, _POINTER],
 }
 _RESULTS = {"q8_simd_bits": ctypes.c_int}
 
