@@ -48,7 +48,8 @@ def environment(model: Path, threads: int, quick: bool) -> dict:
         "gemma_desk": __version__,
         "model": model.name,
         "model_bytes": model.stat().st_size,
-        "int8_kernel": "built" if kernels.available() else "unavailable (stock PyTorch path)",
+        "int8_kernel": (f"built, {kernels.simd_bits()}-bit SIMD" if kernels.available()
+                        else "unavailable (stock PyTorch path)"),
         "command": "gemma-desk-cli bench" + (" --quick" if quick else ""),
     }
 

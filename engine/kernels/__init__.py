@@ -19,7 +19,14 @@ MAX_COLS = 65536  # q8.c keeps one row's scales on the stack
 
 
 def available() -> bool:
-    return library() is not None
+    """A build with a SIMD branch: the plain-C one reads int8 slower than stock fp32/bf16."""
+    return simd_bits() > 0
+
+
+def simd_bits() -> int:
+    """512 (AVX-512), 256 (AVX2) or 0 (plain C, or no library at all)."""
+    lib = library()
+    return 0 if lib is None else lib.q8_simd_bits()
 
 
 def _ptr(tensor: torch.Tensor) -> ctypes.c_void_p:

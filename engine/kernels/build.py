@@ -117,7 +117,3 @@ def library():
             except OSError:
                 continue
     return None
-
-
-def available() -> bool:
-    return library() is not None
