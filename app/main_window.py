@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QTimer
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import settings as settings_store
 from app import theme
@@ -93,6 +100,11 @@ class MainWindow(QMainWindow):
         row.addWidget(self.pane, 1)
         self.setCentralWidget(root)
         self.drop_zone = DropZone(root)
+        self.server_note = QLabel()
+        self.server_note.setObjectName("Muted")
+        self.server_note.setAccessibleName("Where the chat goes")
+        self.server_note.hide()
+        self.statusBar().addPermanentWidget(self.server_note)
         self.meter = ContextMeter()
         self.statusBar().addPermanentWidget(self.meter)
         self.statusBar().setSizeGripEnabled(False)
@@ -129,13 +141,33 @@ class MainWindow(QMainWindow):
     def load_model(self, source: str | None = None, mmproj: str | None = None) -> None:
         if source is not None:
             self.settings.model_source, self.settings.mmproj = source, mmproj or ""
+            self.settings.use_server = False
             settings_store.save(self.settings)
         s = self.settings
         self.chats.stop()  # an answer in progress ends first; what it wrote is kept
-        self.top_bar.show_loading(0.0, "Starting")
         self.banner.dismiss("load")
-        self.client.load_model(s.model_source or None, s.mmproj or None, s.device,
-                               s.context_length)
+        if s.use_server:
+            self.top_bar.show_loading(0.0, f"Asking {s.server_url}")
+            self.client.use_server(s.server_url, s.server_model, s.server_context_length)
+        else:
+            self.top_bar.show_loading(0.0, "Starting")
+            self.client.load_model(s.model_source or None, s.mmproj or None, s.device,
+                                   s.context_length)
+
+    def use_server(self, url: str, model: str, api_key: str = "",
+                   context_length: int = 0) -> None:
+        """Send chats to `model` on the server at `url` from now on (the key goes to the OS
+        keychain or the user-only secrets file, never into the settings)."""
+        from app.secrets import save_api_key
+
+        url = url.strip()
+        if api_key:
+            save_api_key(url, api_key)
+        s = self.settings
+        s.use_server, s.server_url, s.server_model = True, url, model.strip()
+        s.server_context_length = max(0, context_length)
+        settings_store.save(s)
+        self.load_model()
 
     def on_loading(self, fraction: float, message: str) -> None:
         self.top_bar.show_loading(fraction, message)
@@ -144,6 +176,7 @@ class MainWindow(QMainWindow):
     def on_loaded(self, info: dict) -> None:
         self.top_bar.show_model(info)
         self.banner.dismiss("load")
+        self.show_destination(info)
         self.statusBar().showMessage(f"{info['name']} is ready · {info['context_length']:,}-token "
                                      f"context · loaded in {info['load_seconds']:.1f} s", 8000)
         self.view.empty_text = _welcome(info)
@@ -153,6 +186,13 @@ class MainWindow(QMainWindow):
         self.attachments.measure_all()
         self.context.count_now()
 
+    def show_destination(self, info: dict) -> None:
+        """Say plainly when chats leave this computer, and for where."""
+        server = info.get("server")
+        self.server_note.setVisible(bool(server))
+        self.server_note.setText(f"Chats go to the server {server} ({info['name']})"
+                                 if server else "")
+
     def on_load_failed(self, message: str) -> None:
         if self.client.info is None:
             self.top_bar.show_no_model()
@@ -160,9 +200,11 @@ class MainWindow(QMainWindow):
             self.top_bar.show_model(self.client.info)
         self.statusBar().clearMessage()
         actions = [("Choose a model…", "Open the model list", self.actions.show_models)]
-        if self.settings.model_source:
+        if self.settings.model_source or self.settings.use_server:
             actions.append(("Use the bundled model", "Load the small model that comes with "
                             "Gemma Desk", lambda: self.load_model("", "")))
+        if self.settings.use_server and self.client.info is None:
+            actions.insert(0, ("Try again", "Ask the server again", self.load_model))
         self.banner.show_message(message, "error", "load", actions)
 
     # -- composing and sending -----------------------------------------------------------------
@@ -194,7 +236,16 @@ class MainWindow(QMainWindow):
         if kind == "oom":
             actions = [("Settings…", "Choose a shorter context length",
                         self.actions.show_settings)]
+        if kind == "remote":
+            actions = [("Retry", "Ask the server for this answer again", self.retry_answer)]
         self.banner.show_message(message, "error", kind, actions)
+
+    def retry_answer(self) -> None:
+        """Ask again for the last answer (the one that failed)."""
+        messages = self.chat_model.messages
+        if messages and messages[-1].role == "model" and not self.chats.busy:
+            self.banner.dismiss("remote")
+            self.chats.act("regenerate", messages[-1].id)
 
     # -- chats ---------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ COLUMNS = ("Model", "Where", "Size", "Pictures", "Memory needed", "Longest conte
 class ModelPanel(QDialog):
     model_chosen = Signal(str, str)  # source ("" = bundled), mmproj ("" = none)
     folder_added = Signal(str)
+    server_chosen = Signal(str, str, str, int)  # address, model, API key ("": none), context
 
     def __init__(self, client, settings, parent=None) -> None:
         super().__init__(parent)
@@ -88,6 +89,10 @@ class ModelPanel(QDialog):
         self.rescan_button.setToolTip("Look for models again")
         self.rescan_button.setAccessibleName("Search again")
         self.rescan_button.clicked.connect(self.rescan)
+        self.server_button = QPushButton("Server…")
+        self.server_button.setToolTip("Use a Gemma 3 on a vLLM, llama.cpp or Ollama server")
+        self.server_button.setAccessibleName("Server")
+        self.server_button.clicked.connect(self.choose_server)
         self.use_button = QPushButton("Use this model")
         self.use_button.setObjectName("Primary")
         self.use_button.setToolTip("Load the selected model (the current one is unloaded)")
@@ -98,9 +103,10 @@ class ModelPanel(QDialog):
         close.setToolTip("Close the model list")
         close.setAccessibleName("Close")
         close.clicked.connect(self.close)
-        for button in (self.open_button, self.add_button, self.rescan_button, close):
+        buttons = (self.open_button, self.add_button, self.rescan_button, self.server_button)
+        for button in (*buttons, close):
             button.setAutoDefault(False)  # Enter means "use this model", nothing else
-        for button in (self.open_button, self.add_button, self.rescan_button):
+        for button in buttons:
             row.addWidget(button)
         row.addStretch(1)
         row.addWidget(self.use_button)
@@ -115,6 +121,10 @@ class ModelPanel(QDialog):
         info = self.client.info
         if info is None:
             self.current.setText("<b>No model is loaded yet.</b>")
+            return
+        if info.get("server"):
+            self.current.setText(f"<b>In use:</b> {info['name']} (server at {info['server']}) · "
+                                 f"context {info['context_length']:,} tokens")
             return
         sees = "sees pictures" if info["sees_images"] else "text only (cannot see pictures)"
         kind = " · small <i>base</i> model" if info.get("base_model") else ""
@@ -190,6 +200,15 @@ class ModelPanel(QDialog):
         path, _ = QFileDialog.getOpenFileName(self, "Choose the vision projector",
                                               str(model.parent), "GGUF files (*.gguf)")
         return path
+
+    def choose_server(self) -> None:
+        from app.server_dialog import ServerDialog
+
+        s = self.settings
+        dialog = ServerDialog(s.server_url, s.server_model, s.server_context_length, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.server_chosen.emit(*dialog.values())
+            self.close()
 
     def add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder with models")

@@ -28,6 +28,10 @@ class Settings:
     font_size: int = 10
     model_source: str = ""  # "": the bundled Gemma 3 270M
     mmproj: str = ""  # optional vision projector for a GGUF model
+    use_server: bool = False  # chats go to the server below instead of the local model
+    server_url: str = ""  # an OpenAI-compatible API, e.g. http://gpu-box:8000/v1
+    server_model: str = ""  # the model name the server serves
+    server_context_length: int = 0  # 0: as the server reports it (its API key: app.secrets)
     model_folders: list[str] = field(default_factory=list)  # extra folders to look for models
     first_run_done: bool = False
     sidebar_visible: bool = True
@@ -47,6 +51,8 @@ class Settings:
         s.device = s.device if s.device in DEVICES else "auto"
         s.theme = s.theme if s.theme in ("system", "light", "dark") else "system"
         s.context_length = max(0, s.context_length)
+        s.server_context_length = max(0, s.server_context_length)
+        s.use_server = s.use_server and bool(s.server_url and s.server_model)
         s.temperature = min(max(s.temperature, 0.0), 2.0)
         s.top_k = max(0, s.top_k)
         s.top_p = min(max(s.top_p, 0.0), 1.0)

@@ -79,6 +79,9 @@ class TopBar(QFrame):
 
     def show_model(self, info: dict) -> None:
         self.progress.hide()
+        if info.get("server"):
+            self._show_server(info)
+            return
         badges = [] if info["sees_images"] else ["text only"]
         if info.get("base_model"):
             badges.insert(0, "base model")
@@ -88,6 +91,15 @@ class TopBar(QFrame):
             f"{info['name']}\nContext: {info['context_length']:,} tokens "
             f"(the model allows {info['max_context']:,})\n"
             f"{'Sees pictures' if info['sees_images'] else 'Cannot see pictures'}\n"
+            "Click to choose another model (Ctrl+M)")
+
+    def _show_server(self, info: dict) -> None:
+        """A server is never mistaken for this computer: the button says "(server)"."""
+        self.model_button.setText(f"{info['name']} (server)")
+        read = "reported by the server" if info.get("context_from") == "server" else "as entered"
+        self.model_button.setToolTip(
+            f"Chats go to {info['server']}: messages, pictures and documents are sent there\n"
+            f"Model: {info['name']}\nContext: {info['context_length']:,} tokens ({read})\n"
             "Click to choose another model (Ctrl+M)")
 
     def show_no_model(self, text: str = "No model loaded") -> None:

@@ -107,6 +107,7 @@ class WindowActions(QObject):
             self._panel = ModelPanel(w.client, w.settings, w)
             self._panel.model_chosen.connect(lambda source, mmproj: w.load_model(source, mmproj))
             self._panel.folder_added.connect(self._add_folder)
+            self._panel.server_chosen.connect(w.use_server)
         self._panel.show()
         self._panel.raise_()
         self._panel.rescan()

@@ -40,6 +40,7 @@ class EngineClient(QObject):
     models_found = Signal(list)  # [dict] for the model panel
 
     _load = Signal(dict)
+    _use_server = Signal(dict)
     _resize = Signal(int)
     _generate = Signal(int, dict, object)
     _summarize = Signal(int, dict, object)
@@ -60,6 +61,7 @@ class EngineClient(QObject):
         self.worker = InferenceWorker(self._closing)
         self.worker.moveToThread(self.thread)
         self._load.connect(self.worker.load)
+        self._use_server.connect(self.worker.use_server)
         self._resize.connect(self.worker.resize)
         self._generate.connect(self.worker.generate)
         self._summarize.connect(self.worker.summarize)
@@ -87,6 +89,15 @@ class EngineClient(QObject):
         self._load.emit({"source": source or None, "mmproj": mmproj or None, "device": device,
                          "context_length": context_length or None, "cancel": self._load_cancel})
 
+    def use_server(self, url: str, model: str, context_length: int = 0) -> None:
+        """Answer with `model` on the OpenAI-compatible server at `url` (its API key comes from
+        app.secrets); `context_length` counts when the server does not report its own. Answers
+        `loaded` (info["server"] is the address) or `load_failed`."""
+        self._load_cancel.set()
+        self._load_cancel = threading.Event()
+        self._use_server.emit({"url": url, "model": model, "context_length": context_length,
+                               "cancel": self._load_cancel})
+
     def set_context_length(self, context_length: int) -> None:
         """A new, empty session of this length (0: the largest that fits); answers `loaded`."""
         self._resize.emit(context_length)
@@ -113,7 +124,7 @@ class EngineClient(QObject):
         """The start of a document that fits in `budget` tokens; answers with
         `document_ready(job, {"name", "text", "coverage"})` (or {"error"})."""
         job, view = next(self._jobs), self._view
-        self._helper.submit(self._run, lambda: self.document_ready.emit(
+        self._submit(lambda: self.document_ready.emit(
             job, self._counting().first_part(view, path, budget)))
         return job
 
@@ -126,19 +137,19 @@ class EngineClient(QObject):
     def measure(self, key: int, path: str, kind: str, pan_and_scan: bool) -> None:
         """Check an attachment and count its tokens; answers with `measured(key, result)`."""
         view = self._view
-        self._helper.submit(self._run, lambda: self.measured.emit(
+        self._submit(lambda: self.measured.emit(
             key, self._counting().measure(view, path, kind, pan_and_scan)))
 
     def count(self, request: dict) -> None:
         """Count the tokens of a chat and a draft; answers with `counted(result)`."""
         view = self._view
-        self._helper.submit(self._run, lambda: self.counted.emit(
+        self._submit(lambda: self.counted.emit(
             self._counting().count(view, request)))
 
     def discover(self, folders: list[str], device: str) -> None:
         from app.worker_models import scan
 
-        self._helper.submit(self._run, lambda: self.models_found.emit(scan(folders, device)))
+        self._submit(lambda: self.models_found.emit(scan(folders, device)))
 
     def shutdown(self) -> None:
         """Stop everything and wait for the threads (a model being loaded stops at its next
@@ -162,6 +173,10 @@ class EngineClient(QObject):
 
             self._counter = Counter()
         return self._counter
+
+    def _submit(self, task) -> None:
+        if not self._closing.is_set():  # a window's last timers may fire after shutdown
+            self._helper.submit(self._run, task)
 
     def _run(self, task) -> None:
         if self._closing.is_set():

@@ -34,6 +34,7 @@ class InferenceWorker(QObject):
         self.closing = closing
         self.model = None
         self.session = None
+        self.remote = None  # engine.remote.RemoteBackend while a server answers instead
         self._source = None
         self._seconds = 0.0
         self._last_progress = -1.0
@@ -74,6 +75,28 @@ class InferenceWorker(QObject):
         self._seconds = time.perf_counter() - started
         self.loaded.emit(self.info(source, self._seconds))
 
+    @Slot(dict)
+    def use_server(self, request: dict) -> None:
+        """Answer with a server from now on; the local model is let go only once the server
+        has answered, so a wrong address leaves the model in use as it was."""
+        from app.worker_remote import connect
+        from engine.remote import RemoteError
+
+        try:
+            backend, info = connect(request)
+        except (ValueError, RemoteError) as exc:
+            self.load_failed.emit(f"The server could not be used. {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the window
+            log.exception("server setup failed")
+            self.load_failed.emit(f"The server could not be used: {type(exc).__name__}: {exc}")
+            return
+        if request["cancel"].is_set():
+            return  # another model or server was chosen meanwhile
+        self.unload()
+        self.remote = backend
+        self.loaded.emit(info)
+
     @Slot(int)
     def resize(self, context_length: int) -> None:
         if self.model is None:
@@ -97,9 +120,9 @@ class InferenceWorker(QObject):
             self.loading.emit(fraction, message)
 
     def unload(self) -> None:
-        if self.model is not None:
+        if self.model is not None or self.remote is not None:
             self.unloaded.emit()
-        self.model = self.session = None
+        self.model = self.session = self.remote = None
         gc.collect()
         try:
             import torch
@@ -136,6 +159,9 @@ class InferenceWorker(QObject):
         from app.worker_prompts import build_prompt
         from engine.generate import Sampling
 
+        if self.remote is not None:
+            self._generate_remote(job, request, cancel)
+            return
         session = self._session()
         if cancel.is_set():
             self.finished.emit(job, {"stop_reason": "cancelled"})
@@ -148,6 +174,19 @@ class InferenceWorker(QObject):
         for piece in session.generate(request["max_new_tokens"], sampling, cancel):
             self.token.emit(job, piece)
         self.finished.emit(job, session.last_stats.as_dict())
+
+    def _generate_remote(self, job: int, request: dict, cancel) -> None:
+        from app.worker_remote import failure_details, stream
+        from engine.remote import RemoteError
+
+        backend = self.remote
+        try:
+            for piece in stream(backend, request, cancel):
+                self.token.emit(job, piece)
+        except RemoteError as exc:
+            self.failed.emit(job, exc.message, failure_details(exc))
+            return
+        self.finished.emit(job, backend.last_stats.as_dict())
 
     @Slot(int, dict, object)
     def summarize(self, job: int, request: dict, cancel) -> None:
@@ -191,6 +230,9 @@ class InferenceWorker(QObject):
     def _session(self):
         from engine.errors import EngineError
 
+        if self.remote is not None:
+            raise EngineError("Summaries are written by a model on this computer. Choose one "
+                              "in the model list to summarise while a server answers chats.")
         if self.model is None:
             raise EngineError("No model is loaded. Open a model from the model list, or wait "
                               "until the current one has finished loading.")
