@@ -17,7 +17,7 @@ from app.server_dialog import ServerDialog
 from app.settings import Settings
 from app.store import Store
 from app.worker import EngineClient
-from tests.fake_openai_server import FakeOpenAIServer, drop_after, reply, stream
+from tests.fake_openai_server import FakeOpenAIServer, drop_after, endless, reply, stream
 
 WAIT = 15_000
 MODELS = reply({"object": "list", "data": [{"id": "gemma3", "max_model_len": 8192}]})
@@ -115,6 +115,20 @@ def test_a_server_dying_mid_answer_keeps_the_partial_answer_and_offers_retry(
                     timeout=WAIT)
     assert last_answer(window).text == "A whole answer."
     assert [m.role for m in window.chat_model.messages] == ["user", "model"]
+
+
+def test_stop_ends_the_stream_and_keeps_what_was_written(qtbot, make_window, server):
+    server.script("/v1/chat/completions", endless("la "))
+    window = make_window(server.url)
+    window.composer.set_text("Sing")
+    QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "la" in last_answer(window).text, timeout=WAIT)
+
+    window.chats.stop()
+
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=WAIT)
+    assert last_answer(window).status == "stopped" and last_answer(window).text.startswith("la")
+    assert server.disconnected.wait(5)  # the server saw the app leave, so it stops generating
 
 
 def test_a_refused_connection_is_explained_and_the_app_stays_usable(
