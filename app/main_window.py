@@ -237,15 +237,8 @@ class MainWindow(QMainWindow):
             actions = [("Settings…", "Choose a shorter context length",
                         self.actions.show_settings)]
         if kind == "remote":
-            actions = [("Retry", "Ask the server for this answer again", self.retry_answer)]
+            actions = [("Retry", "Ask the server for this answer again", self.actions.retry_answer)]
         self.banner.show_message(message, "error", kind, actions)
-
-    def retry_answer(self) -> None:
-        """Ask again for the last answer (the one that failed)."""
-        messages = self.chat_model.messages
-        if messages and messages[-1].role == "model" and not self.chats.busy:
-            self.banner.dismiss("remote")
-            self.chats.act("regenerate", messages[-1].id)
 
     # -- chats ---------------------------------------------------------------------------------
 

@@ -142,6 +142,14 @@ class WindowActions(QObject):
 
     # -- chats ---------------------------------------------------------------------------------
 
+    def retry_answer(self) -> None:
+        """Ask again for the last answer (the one a server failed to finish)."""
+        w = self.w
+        messages = w.chat_model.messages
+        if messages and messages[-1].role == "model" and not w.chats.busy:
+            w.banner.dismiss("remote")
+            w.chats.act("regenerate", messages[-1].id)
+
     def delete_chat(self, chat_id: str) -> None:
         w = self.w
         answer = QMessageBox.question(w, "Delete chat", "Delete this chat and its attachments? "

@@ -110,7 +110,8 @@ def test_a_server_dying_mid_answer_keeps_the_partial_answer_and_offers_retry(
     assert "lost in the middle of the answer" in answer.stats["error"]
     assert window.banner.isVisible() and "Retry" in banner_buttons(window)
 
-    window.retry_answer()
+    retry = [b for b in window.banner.findChildren(QAbstractButton) if b.text() == "Retry"]
+    retry[0].click()
     qtbot.waitUntil(lambda: not window.chats.busy and last_answer(window).status == "complete",
                     timeout=WAIT)
     assert last_answer(window).text == "A whole answer."
