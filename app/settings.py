@@ -23,7 +23,7 @@ class Settings:
     max_answer_tokens: int = 1024
     seed: int = -1  # -1: a new random answer each time
     system_prompt: str = ""  # the default for new chats; each chat may have its own
-    pan_and_scan: bool = False  # extra crops for wide or tall pictures (more tokens)
+    pan_and_scan: bool = True  # crops for wide or tall pictures only (more tokens, finer detail)
     theme: str = "system"  # "system", "light" or "dark"
     font_size: int = 10
     model_source: str = ""  # "": the bundled Gemma 3 270M

@@ -16,7 +16,10 @@ from engine.model import Model
 from engine.text_model import TextModel
 
 
-def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmproj=None) -> Model:
+def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmproj=None,
+               quantization=None) -> Model:
+    """quantization: "auto" (the default with dtype "auto"), "int8", "bf16" or "none" (the
+    default for an explicit dtype: dtype="float32" is the exact fp32 path)."""
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     if source is None:
@@ -30,7 +33,13 @@ def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmpro
     weight_dtype = pick_dtype(target, dtype)
     with torch.device("meta"):
         text = TextModel(config.text_config)
-    names = [name for name, _ in text.named_parameters()]
+    scheme = quantization or ("auto" if dtype == "auto" else "none")
+    if scheme != "none":
+        from engine.quant import quantize_text
+
+        report(0.0, "Preparing quantised weights")
+        scheme = quantize_text(text, scheme, checkpoint, weight_dtype, target)
+    names = [name for name, param in text.named_parameters() if param.is_meta]
     for i, name in enumerate(names):
         report(i / len(names), f"Loading {name}")
         assign_parameter(text, name, _read(checkpoint, name, weight_dtype, target, text))
@@ -38,6 +47,7 @@ def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmpro
     report(1.0, "Loading the tokenizer")
     model = Model(config, text.eval(), vision, checkpoint.tokenizer(), Path(source),
                   _describe(checkpoint, target, weight_dtype))
+    model.quantization = scheme
     model.load_seconds = time.perf_counter() - started
     return model
 
