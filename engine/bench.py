@@ -71,6 +71,8 @@ def measure(engine, gguf: Path, sizes: Sizes, threads: int) -> dict:
     document = token_ids(sizes.document, seed=1)
     _decode_rate(engine, document[:32], 4)  # warm-up: first-call costs are not speed
     out = {"engine": engine.describe(), "load_s": [load_s]}
+    if hasattr(engine, "load_path"):
+        out["load_path"] = engine.load_path
     for size in sizes.prefill:
         ids = (document * (size // len(document) + 1))[:size]
         out[f"prefill_{size}_tps"] = [size / _prefill_time(engine, ids) for _ in range(sizes.runs)]

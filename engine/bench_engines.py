@@ -28,12 +28,15 @@ class OurEngine:
 
         if "quantization" in inspect.signature(load_model).parameters:
             self.model = engine.load(gguf, quantization=self.quantization)
+            self.load_path = f"engine.load(quantization='{self.quantization}')"
         else:  # a loader without the hook: load fp32, then swap the matrices
             from engine.checkpoints import open_checkpoint
             from engine.quant import quantize_for_inference
 
             self.model = engine.load(gguf, dtype="float32")
             quantize_for_inference(self.model, self.quantization, open_checkpoint(gguf))
+            self.load_path = ("engine.load(dtype='float32') then quantize_for_inference "
+                              "(engine.load has no quantization option yet: an fp32 copy first)")
         self.model.stop_ids = frozenset()  # decode a fixed number of tokens
         self.context = context
         self.session = self.model.new_session(context_length=context)

@@ -110,6 +110,9 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join([label, *cells, *ratios]) + " |")
     lines += ["", "Ratios: how many times better gemma-desk is (faster, or less time or memory).",
               ""]
+    paths = [f"- {r['engine']} loaded by {r['load_path']}" for r in results.values()
+             if "load_path" in r]
+    lines += [*paths, ""] if paths else []
     skipped = [f"- {n}: {r['error']}" for n, r in results.items() if "error" in r]
     if skipped:
         lines += ["Not measured:", "", *skipped, ""]
