@@ -92,13 +92,11 @@ class Int8Linear(nn.Module):
         self.matrix = kernels.Int8Matrix(q, scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        if flat.shape[0] <= STREAM_TOKENS:
-            y = self.matrix.matvec(flat)
-        else:
-            dtype = gemm_dtype()
-            y = F.linear(flat.to(dtype), self.matrix.dense(dtype))
-        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        # A decode step makes over a hundred of these calls: the streaming path stays lean.
+        if x.numel() <= STREAM_TOKENS * self.in_features:
+            return self.matrix.matvec(x).to(x.dtype)
+        dtype = gemm_dtype()
+        return F.linear(x.to(dtype), self.matrix.dense(dtype)).to(x.dtype)
 
 
 class Int8TiedEmbedding(nn.Module):
@@ -119,16 +117,15 @@ class Int8TiedEmbedding(nn.Module):
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [.., d] -> fp32 logits [.., vocab]."""
         vocab, d = self.matrix.rows, self.matrix.cols
+        if hidden.numel() <= STREAM_TOKENS * d:
+            return self.matrix.matvec(hidden)
         flat = hidden.reshape(-1, d)
-        if flat.shape[0] <= STREAM_TOKENS:
-            logits = self.matrix.matvec(flat)
-        else:
-            dtype = gemm_dtype()
-            x = flat.to(dtype)
-            logits = torch.empty(flat.shape[0], vocab, dtype=torch.float32)
-            for start in range(0, vocab, PROJECT_ROWS):
-                end = min(start + PROJECT_ROWS, vocab)
-                logits[:, start:end] = F.linear(x, self.matrix.rows_slice(start, end).dense(dtype))
+        dtype = gemm_dtype()
+        x = flat.to(dtype)
+        logits = torch.empty(flat.shape[0], vocab, dtype=torch.float32)
+        for start in range(0, vocab, PROJECT_ROWS):
+            end = min(start + PROJECT_ROWS, vocab)
+            logits[:, start:end] = F.linear(x, self.matrix.rows_slice(start, end).dense(dtype))
         return logits.reshape(*hidden.shape[:-1], vocab)
 
 

@@ -86,15 +86,15 @@ class Int8Matrix:
         self._weights = (q.data_ptr(), scales.data_ptr(), self.rows, self.cols)
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
-        """x [tokens, cols] -> fp32 [tokens, rows]."""
+        """x [..., cols] -> fp32 [..., rows]: every leading position is one token."""
         if x.dtype != torch.float32 or not x.is_contiguous():
             x = x.to(torch.float32).contiguous()
-        if x.dim() != 2 or x.shape[1] != self.cols:
+        if x.shape[-1] != self.cols:
             raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit weights "
                              f"{self.rows}x{self.cols}")
-        y = torch.empty(x.shape[0], self.rows, dtype=torch.float32)
+        y = torch.empty(*x.shape[:-1], self.rows, dtype=torch.float32)
         q, scales, rows, cols = self._weights
-        self._matvec(x.data_ptr(), x.shape[0], q, scales, rows, cols, y.data_ptr())
+        self._matvec(x.data_ptr(), x.numel() // cols, q, scales, rows, cols, y.data_ptr())
         return y
 
     def dense(self, dtype=torch.float32) -> torch.Tensor:
