@@ -19,21 +19,21 @@ import torch
 class OurEngine:
     name = "gemma-desk"
 
-    def __init__(self, quantization: str = "auto"):
-        self.quantization = quantization
+    def __init__(self, device: str = "auto", quantization: str = "auto"):
+        self.device, self.quantization = device, quantization
 
     def load(self, gguf: Path, threads: int, context: int) -> None:
         import engine
         from engine.loader import load_model
 
         if "quantization" in inspect.signature(load_model).parameters:
-            self.model = engine.load(gguf, quantization=self.quantization)
+            self.model = engine.load(gguf, device=self.device, quantization=self.quantization)
             self.load_path = f"engine.load(quantization='{self.quantization}')"
         else:  # a loader without the hook: load fp32, then swap the matrices
             from engine.checkpoints import open_checkpoint
             from engine.quant import quantize_for_inference
 
-            self.model = engine.load(gguf, dtype="float32")
+            self.model = engine.load(gguf, device=self.device, dtype="float32")
             quantize_for_inference(self.model, self.quantization, open_checkpoint(gguf))
             self.load_path = ("engine.load(dtype='float32') then quantize_for_inference "
                               "(engine.load has no quantization option yet: an fp32 copy first)")
@@ -43,7 +43,7 @@ class OurEngine:
 
     def describe(self) -> str:
         scheme = getattr(self.model, "quantization", str(self.model.dtype))
-        return f"{self.name} ({scheme})"
+        return f"{self.name} ({scheme}, {self.model.device.type})"
 
     def reset(self) -> None:
         self.session.truncate(0)

@@ -33,14 +33,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(model: Path, threads: int, quick: bool) -> dict:
+def _accelerator(device: str) -> str:
+    """The GPU gemma-desk ran on, when it did not run on the CPU."""
+
+    from engine.device import device_name, pick_device
+
+    chosen = pick_device(device)
+    return "" if chosen.type == "cpu" else f"; gemma-desk on {device_name(chosen)}"
+
+
+def environment(model: Path, threads: int, quick: bool, device: str = "auto") -> dict:
     import torch
 
     from engine import __version__, kernels
 
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "device": f"CPU: {cpu_name()}",
+        "device": f"CPU: {cpu_name()}" + _accelerator(device),
         "threads": threads,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -50,7 +59,8 @@ def environment(model: Path, threads: int, quick: bool) -> dict:
         "model_bytes": model.stat().st_size,
         "int8_kernel": (f"built, {kernels.simd_bits()}-bit SIMD" if kernels.available()
                         else "unavailable (stock PyTorch path)"),
-        "command": "gemma-desk-cli bench" + (" --quick" if quick else ""),
+        "command": "gemma-desk-cli bench" + (" --quick" if quick else "")
+                   + ("" if device == "auto" else f" --device {device}"),
     }
 
 
@@ -99,7 +109,8 @@ def markdown(report: dict) -> str:
         f"- Model: `{env['model']}` ({env['model_bytes'] / 1e6:.0f} MB), the same file for all",
         f"- torch {env['torch']}, Python {env['python']}, {env['platform']}",
         f"- int8 kernel: {env['int8_kernel']}",
-        f"- Medians of {report['sizes']['runs']} runs (load, first turn and memory: one run).",
+        f"- Medians of all runs: {report['sizes']['runs']} per round, engines taking turns "
+        "over two rounds (transformers: one round); load, first turn and memory: one per round.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

@@ -86,7 +86,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:
         run_bench(Path(args.out), quick=args.quick, peers=peers, model=model,
-                  threads=args.threads, log=log)
+                  threads=args.threads, device=args.device, log=log)
     except ValueError as exc:
         print(f"gemma-desk-cli bench: {exc}", file=sys.stderr)
         return 2
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: both; none with --quick)")
     bench.add_argument("--model", default="default", help="a .gguf file, or 'default'")
     bench.add_argument("--threads", type=int, default=None, help="default: every core")
+    bench.add_argument("--device", default="auto",
+                       help="where gemma-desk runs (cpu, mps, cuda); the peers use the CPU")
     return parser
 
 

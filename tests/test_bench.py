@@ -53,3 +53,15 @@ def test_tables_show_medians_and_ratios_in_our_favour_direction():
     assert rows["Decode (tokens/s)"].endswith("| 55.0 | 11.0 | 5.0x |")
     assert rows["Peak memory, RSS (MB)"].endswith("| 500 | 2000 | 4.0x |")
     assert "- llama.cpp: not installed" in text
+
+
+def test_rounds_are_merged_and_a_failed_round_does_not_hide_a_good_one():
+    from engine.bench import merge
+
+    first = {"engine": "e", "decode_tps": [30.0, 31.0], "load_s": [1.0]}
+    second = {"engine": "e", "decode_tps": [29.0], "load_s": [1.2]}
+    merged = merge(first, second)
+    assert merged == {"engine": "e", "decode_tps": [30.0, 31.0, 29.0], "load_s": [1.0, 1.2]}
+    assert merge(first, {"error": "crashed"}) == first
+    assert merge({"error": "crashed"}, second) == second
+    assert merge(None, second) == second
