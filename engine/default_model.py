@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import platformdirs
-
 from engine.errors import ModelLoadError
+from engine.paths import cache_dir
 
 DEFAULT_MODEL_DESCRIPTION = (
     "Gemma 3 270M (Q4_K_M), a small base model bundled with the app: it continues text rather "
@@ -22,7 +21,7 @@ def default_model_path() -> Path:
     bundle = getattr(sys, "_MEIPASS", None)  # a PyInstaller build carries it assembled
     if bundle is not None:
         return Path(bundle) / "models" / pkg.MODEL_NAME
-    return Path(platformdirs.user_cache_dir("gemma-desk", False)) / "models" / pkg.MODEL_NAME
+    return cache_dir("models") / pkg.MODEL_NAME
 
 
 def ensure_default_model() -> Path:

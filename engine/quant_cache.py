@@ -24,9 +24,9 @@ ALIGN = 64
 
 
 def cache_root() -> Path:
-    import platformdirs
+    from engine import paths
 
-    return Path(platformdirs.user_cache_dir("gemma-desk")) / "prepared"
+    return paths.cache_dir("prepared")
 
 
 def _stamp(source: Path, scheme: str) -> dict:

@@ -94,9 +94,9 @@ def _gguf_vocab(source) -> tuple[list[bytes], np.ndarray, np.ndarray]:
 
 
 def _default_cache_dir() -> Path:
-    import platformdirs
+    from engine import paths
 
-    return Path(platformdirs.user_cache_dir("gemma-desk")) / "tokenizers"
+    return paths.cache_dir("tokenizers")
 
 
 def _cache_path(vocab, cache_dir: Path | None) -> Path:

@@ -48,9 +48,9 @@ def compiler() -> str | None:
 
 
 def cache_dir() -> Path:
-    import platformdirs
+    from engine import paths
 
-    return Path(platformdirs.user_cache_dir("gemma-desk")) / "kernels"
+    return paths.cache_dir("kernels")
 
 
 def _cpu_model() -> str:
