@@ -58,23 +58,41 @@ def chunk_masks(config: TextConfig, q_pos, q_block, global_keys, local_keys) -> 
 
 
 class GlobalLayerCache:
+    """Positions are Python ints: writing by slice never waits on the device."""
+
     def __init__(self, shape, dtype, device):
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
-    def write(self, k, v, positions):
-        start, end = int(positions[0]), int(positions[-1]) + 1
+    def write(self, k, v, start: int):
+        """Store a chunk's keys and values from position `start`; returns every key held."""
+        end = start + k.shape[2]
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
 class RingLayerCache(GlobalLayerCache):
-    def write(self, k, v, positions):
-        slots = positions % self.k.shape[2]
-        self.k.index_copy_(2, slots, k)
-        self.v.index_copy_(2, slots, v)
-        return self.k, self.v
+    def write(self, k, v, start: int):
+        """Until the ring first wraps only its filled slots are returned: a short conversation
+        does not attend over (and read) a thousand empty ones."""
+        ring_write(self.k, start, k)
+        ring_write(self.v, start, v)
+        filled = min(start + k.shape[2], self.k.shape[2])
+        return self.k[:, :, :filled], self.v[:, :, :filled]
+
+
+def ring_write(ring: torch.Tensor, start: int, values: torch.Tensor) -> None:
+    """Write `values` into slots start, start + 1, ... (mod the ring's size) along the slot axis:
+    dim 2 of [1, kv, slots, head_dim] buffers, dim 0 of slot_pos. At most two slices, as a
+    chunk is never longer than the ring."""
+    axis = values.dim() - 2 if values.dim() > 1 else 0
+    size, n = ring.shape[axis], values.shape[axis]
+    first = start % size
+    head = min(n, size - first)
+    ring.narrow(axis, first, head).copy_(values.narrow(axis, 0, head))
+    if head < n:
+        ring.narrow(axis, 0, n - head).copy_(values.narrow(axis, head, n - head))
 
 
 class KVCache:
@@ -93,12 +111,16 @@ class KVCache:
         self.slot_pos = torch.full((self.ring_size,), -1, dtype=torch.long, device=device)
         self.length = 0  # tokens held; positions 0 .. length - 1
 
-    def masks_for_chunk(self, positions: torch.Tensor, q_block=None) -> ChunkMasks:
-        """Record the chunk's ring slots and return its masks (call before the layers write)."""
-        self.slot_pos[positions % self.ring_size] = positions
-        self.length = int(positions[-1]) + 1
+    def masks_for_chunk(self, start: int, positions: torch.Tensor, q_block=None) -> ChunkMasks:
+        """Record the chunk's ring slots and return its masks (call before the layers write).
+
+        The keys are those the layers' `write` returns: all positions so far on global layers,
+        the filled slots on local ones."""
+        ring_write(self.slot_pos, start, positions)
+        self.length = start + positions.shape[0]
         global_keys = torch.arange(self.length, device=positions.device)
-        return chunk_masks(self.config, positions, q_block, global_keys, self.slot_pos)
+        local_keys = self.slot_pos[: min(self.length, self.ring_size)]
+        return chunk_masks(self.config, positions, q_block, global_keys, local_keys)
 
     def truncate(self, n: int) -> bool:
         """Forget positions >= n; False if the rings no longer hold the window before n."""

@@ -73,27 +73,28 @@ class Model:
         blocks = image_blocks(ids, self.image_token_id)
         if len(blocks) != len(features):
             raise ValueError(f"{len(blocks)} image blocks in ids but {len(features)} images")
-        positions = torch.arange(len(ids), device=self.device)
-        hidden = self.forward_chunk(ids, positions, blocks, list(features), 0, None)[0]
+        hidden = self.forward_chunk(ids, 0, blocks, list(features), 0, None)[0]
         return self.text.project(hidden if rows is None else hidden[rows])
 
     @torch.inference_mode()
-    def forward_chunk(self, ids, positions, blocks, features, offset, cache):
-        """Hidden states of one chunk; `blocks` are [start, end) relative to ids + offset."""
+    def forward_chunk(self, ids, start: int, blocks, features, offset, cache):
+        """Hidden states of one chunk at positions start, start + 1, ...; `blocks` are
+        [start, end) relative to ids + offset."""
         ids_t = torch.tensor(ids, device=self.device)
+        positions = torch.arange(start, start + len(ids), device=self.device)
         x = self.text.embed(ids_t.masked_fill(ids_t == self.image_token_id, 0))
         q_block = None
         if blocks:
             q_block = torch.full((len(ids),), -1, dtype=torch.long, device=self.device)
-            for n, ((start, end), feature) in enumerate(zip(blocks, features)):
-                start, end = start - offset, end - offset
-                x[0, start:end] = feature.to(x.dtype)  # image features are not embed-scaled
-                q_block[start:end] = n
+            for n, ((a, b), feature) in enumerate(zip(blocks, features)):
+                a, b = a - offset, b - offset
+                x[0, a:b] = feature.to(x.dtype)  # image features are not embed-scaled
+                q_block[a:b] = n
         if cache is None:
             masks = chunk_masks(self.config.text_config, positions, q_block, positions, positions)
-            return self.text(x, positions, masks)
-        masks = cache.masks_for_chunk(positions, q_block)
-        return self.text(x, positions, masks, cache.layers)
+            return self.text(x, start, masks)
+        masks = cache.masks_for_chunk(start, positions, q_block)
+        return self.text(x, start, masks, cache.layers)
 
     def allowed_logits(self, logits: torch.Tensor) -> torch.Tensor:
         from engine.generate import forbid

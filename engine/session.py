@@ -111,9 +111,8 @@ class Session:
                 raise Cancelled("Prefill stopped")
             chunk_blocks = [(s, e) for s, e in blocks if a <= s and e <= b]
             chunk_feats = [features.pop(0) for _ in chunk_blocks]
-            positions = torch.arange(self.n_tokens, self.n_tokens + b - a, device=model.device)
             hidden = model.forward_chunk(
-                ids[a:b], positions, chunk_blocks, chunk_feats, a, self.cache
+                ids[a:b], self.n_tokens, chunk_blocks, chunk_feats, a, self.cache
             )
             self._next_logits = model.text.project(hidden[0, -1])
             self.ids.extend(ids[a:b])
@@ -218,8 +217,7 @@ class Session:
             self._snapshot()
 
     def _step(self, token: int) -> None:
-        positions = torch.tensor([self.n_tokens], device=self.model.device)
-        hidden = self.model.forward_chunk([token], positions, [], [], 0, self.cache)
+        hidden = self.model.forward_chunk([token], self.n_tokens, [], [], 0, self.cache)
         self._next_logits = self.model.text.project(hidden[0, -1])
         self.ids.append(token)
 

@@ -64,7 +64,7 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
 
-    def forward(self, x, rope, cache: GlobalLayerCache | None, positions, mask):
+    def forward(self, x, rope, cache: GlobalLayerCache | None, start: int, mask):
         n = x.shape[1]
         q = self.q_norm(self.q_proj(x).view(1, n, self.n_heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(1, n, self.n_kv, self.head_dim)).transpose(1, 2)
@@ -72,7 +72,11 @@ class Attention(nn.Module):
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
-            k, v = cache.write(k, v, positions)
+            k, v = cache.write(k, v, start)
+        if n == 1:  # the heads sharing a KV head become its queries: one small product, no copies
+            q = q.reshape(1, self.n_kv, self.n_heads // self.n_kv, self.head_dim)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+            return self.o_proj(out.reshape(1, 1, self.n_heads * self.head_dim))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
         )
@@ -105,8 +109,8 @@ class DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = RMSNorm(config.hidden_size, eps)
         self.post_feedforward_layernorm = RMSNorm(config.hidden_size, eps)
 
-    def forward(self, x, rope, cache, positions, mask):
-        attn = self.self_attn(self.input_layernorm(x), rope, cache, positions, mask)
+    def forward(self, x, rope, cache, start, mask):
+        attn = self.self_attn(self.input_layernorm(x), rope, cache, start, mask)
         x = x + self.post_attention_layernorm(attn)
         return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
 
@@ -134,15 +138,17 @@ class TextModel(nn.Module):
         """[T] token ids -> [1, T, d] scaled embeddings (image positions are overwritten later)."""
         return (self.embed_tokens(ids) * self.embed_scale.to(ids.device))[None]
 
-    def forward(self, x, positions, masks: ChunkMasks, caches=None) -> torch.Tensor:
-        """x: [1, T, d] embeddings at absolute `positions`; returns the final-normed hidden."""
+    def forward(self, x, start: int, masks: ChunkMasks, caches=None) -> torch.Tensor:
+        """x: [1, T, d] embeddings at positions start, start + 1, ...; returns the final-normed
+        hidden."""
         dtype = x.dtype
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
         rope_local = self.rope_local(positions, dtype)
         rope_global = self.rope_global(positions, dtype)
         for i, layer in enumerate(self.layers):
             rope = rope_local if layer.sliding else rope_global
             mask = masks.local if layer.sliding else masks.global_
-            x = layer(x, rope, None if caches is None else caches[i], positions, mask)
+            x = layer(x, rope, None if caches is None else caches[i], start, mask)
         return self.norm(x)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
