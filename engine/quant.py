@@ -34,12 +34,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import kernels, quant_cache
+from engine.quant_step import FusedDecoder
 from engine.text_model import RMSNorm
 
 SCHEMES = ("int8", "bf16", "none")
 STREAM_TOKENS = 4  # up to this many tokens a call streams int8 weights; more take a GEMM
 PROJECT_ROWS = 32768  # vocabulary rows dequantised at a time when projecting many positions
 GGUF_Q8_0, Q8_0_BLOCK = 8, 34  # gguf type id; bytes per block: fp16 scale + 32 int8
+# Matrices that read the same input, stored as one so that a decode step streams them in one
+# kernel call (engine.quant_step); their modules hold row views of it.
+FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+         "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
 
 
 @cache
@@ -204,16 +209,11 @@ def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None 
     targets = {f"{name}.weight": module for name, module in text.named_modules()
                if isinstance(module, nn.Linear)}
     targets["embed_tokens.weight"] = text.embed_tokens
-    source = Path(checkpoint.path) if checkpoint is not None else None
-    prepared = quant_cache.load(source, applied) if int8 else None
-    weights = {}
-    for name, module in targets.items():
-        if prepared is not None and name in prepared:
-            weights[name] = prepared[name]
-        else:
-            weights[name] = _weight(module.weight, name, checkpoint, applied, device)
-    if int8 and prepared is None:
-        quant_cache.save(source, applied, weights)
+    if int8:
+        weights = _int8_weights(text, targets, checkpoint, device)
+    else:
+        weights = {name: _weight(module.weight, name, checkpoint, applied, device)
+                   for name, module in targets.items()}
     for name in targets:
         if name != "embed_tokens.weight":
             module = Int8Linear(*weights[name]) if int8 else HalfLinear(weights[name])
@@ -222,11 +222,44 @@ def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None 
         for name, module in list(text.named_modules()):
             if isinstance(module, RMSNorm):
                 _replace(text, name, KernelRMSNorm(module))
+        text.one_token = FusedDecoder(text, {
+            i: tuple(kernels.Int8Matrix(*weights[f"layers.{i}.{fused}.weight"]) for fused in FUSED)
+            for i in range(len(text.layers))})
     table = weights["embed_tokens.weight"]
     table = Int8TiedEmbedding(*table, dtype) if int8 else HalfTiedEmbedding(table, dtype)
     text.embed_tokens = table
     text.project = table.project  # shadows TextModel.project on this instance
     return applied
+
+
+def _int8_weights(text, targets: dict, checkpoint, device) -> dict:
+    """Every matrix as (int8, scales): q/k/v and gate/up stored as one each (FUSED), plus row
+    views of them for their modules; taken from the prepared cache when it holds them all."""
+    source = Path(checkpoint.path) if checkpoint is not None else None
+    layers = range(len(text.layers))
+    stored = quant_cache.load(source, "int8")
+    wanted = {f"layers.{i}.{fused}.weight" for i in layers for fused in FUSED}
+    wanted |= set(targets) - {f"layers.{i}.{part}.weight" for i in layers
+                              for parts in FUSED.values() for part in parts}
+    if stored is None or set(stored) != wanted:
+        stored = {name: _weight(module.weight, name, checkpoint, "int8", device)
+                  for name, module in targets.items()}
+        for i in layers:
+            for fused, parts in FUSED.items():
+                pieces = [stored.pop(f"layers.{i}.{part}.weight") for part in parts]
+                stored[f"layers.{i}.{fused}.weight"] = tuple(map(torch.cat, zip(*pieces)))
+        quant_cache.save(source, "int8", stored)
+    views = {}
+    for i in layers:
+        for fused, parts in FUSED.items():
+            q, scales = stored[f"layers.{i}.{fused}.weight"]
+            start = 0
+            for part in parts:
+                rows = text.get_submodule(f"layers.{i}.{part}").out_features
+                views[f"layers.{i}.{part}.weight"] = (q[start:start + rows],
+                                                      scales[start:start + rows])
+                start += rows
+    return {**stored, **views}
 
 
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:

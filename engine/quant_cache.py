@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FORMAT = 1
+FORMAT = 2  # 2: q/k/v and gate/up stored fused
 MAX_BYTES = 2 << 30  # larger prepared models are converted at every load instead
 ALIGN = 64
 

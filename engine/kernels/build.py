@@ -19,7 +19,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("q8.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("q8.c", "step.c"))
 DISABLE_ENV = "GEMMA_DESK_NO_KERNELS"  # set to 1 to force the stock path (tests, debugging)
 # Tried in order: the first that compiles wins (Apple's clang has no -fopenmp).
 FLAG_SETS = (
@@ -28,15 +28,20 @@ FLAG_SETS = (
     ["-O3"],
 )
 
-_POINTER, _INT64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_POINTER, _INT64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 _SIGNATURES = {
     "q8_matvec": [_POINTER, _INT64, _POINTER, _POINTER, _INT64, _INT64, _POINTER],
     "q8_dequantize": [_POINTER, _POINTER, _INT64, _INT64, _POINTER, _INT],
     "q8_quantize": [_POINTER, _INT64, _INT64, _POINTER, _POINTER],
     "q8_simd_bits": [],
-    "q8_rmsnorm": [_POINTER, _INT64, _INT64, _POINTER, ctypes.c_float, _POINTER],
+    "step_rmsnorm": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER],
+    "step_rmsnorm_add": [_POINTER, _INT64, _POINTER, _FLOAT, _POINTER],
+    "step_head_norm_rope": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER, _POINTER],
+    "step_gelu_mul": [_POINTER, _INT64, _POINTER],
+    "step_attention": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64, _INT64,
+                       _POINTER, _FLOAT, _POINTER],
 }
-_RESULTS = {"q8_simd_bits": ctypes.c_int}
+_RESULTS = {"q8_simd_bits": _INT, "step_attention": _INT}
 
 
 def compiler() -> str | None:
@@ -66,7 +71,8 @@ def _cpu_model() -> str:
 
 
 def _library_path(cc: str, flags: list[str]) -> Path:
-    key = "\n".join([SOURCE.read_text(), cc, " ".join(flags), _cpu_model(), sys.platform])
+    sources = [source.read_text() for source in SOURCES]
+    key = "\n".join([*sources, cc, " ".join(flags), _cpu_model(), sys.platform])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     suffix = ".dll" if sys.platform == "win32" else ".so"
     return cache_dir() / f"q8-{digest}{suffix}"
@@ -77,7 +83,7 @@ def build_library(cc: str, flags: list[str], target: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(suffix=target.suffix, dir=target.parent)
     os.close(handle)
-    command = [*cc.split(), *flags, "-shared", "-fPIC", "-o", partial, str(SOURCE), "-lm"]
+    command = [*cc.split(), *flags, "-shared", "-fPIC", "-o", partial, *map(str, SOURCES), "-lm"]
     try:
         done = subprocess.run(command, capture_output=True, timeout=120)
         if done.returncode != 0:

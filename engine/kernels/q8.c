@@ -237,27 +237,3 @@ void q8_quantize(const float *w, int64_t rows, int64_t cols, int8_t *q, uint16_t
         }
     }
 }
-
-/* Gemma's RMSNorm for a few rows (decode): out = x / sqrt(mean(x^2) + eps) * w, all fp32, w
- * already holding (1 + weight). One call instead of the eight small tensor operations that
- * cost more than the arithmetic at one token. */
-void q8_rmsnorm(const float *x, int64_t rows, int64_t dim, const float *w, float eps, float *out)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float acc[LANES] = {0};
-        int64_t k = 0;
-        for (; k + LANES <= dim; k += LANES)
-            for (int j = 0; j < LANES; j++)
-                acc[j] += xr[k + j] * xr[k + j];
-        float sum = 0.0f;
-        for (int j = 0; j < LANES; j++)
-            sum += acc[j];
-        for (; k < dim; k++)
-            sum += xr[k] * xr[k];
-        const float inv = 1.0f / sqrtf(sum / (float)dim + eps);
-        float *o = out + r * dim;
-        for (k = 0; k < dim; k++)
-            o[k] = xr[k] * inv * w[k];
-    }
-}
