@@ -106,6 +106,8 @@ class Session:
     def _feed(self, ids, features, keys, progress, cancel) -> None:
         model, total = self.model, len(ids)
         blocks = image_blocks(ids, model.image_token_id)
+        if ids:
+            self._next_logits = None  # stale from here on; an interrupted feed leaves it so
         for a, b in plan_chunks(ids, self.chunk_size, model.image_token_id):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Prefill stopped")
@@ -114,7 +116,8 @@ class Session:
             hidden = model.forward_chunk(
                 ids[a:b], self.n_tokens, chunk_blocks, chunk_feats, a, self.cache
             )
-            self._next_logits = model.text.project(hidden[0, -1])
+            if b == total:  # only the last position's logits are ever needed
+                self._next_logits = model.text.project(hidden[0, -1])
             self.ids.extend(ids[a:b])
             self._features.extend(chunk_feats)
             self.image_keys.extend(keys[: len(chunk_blocks)])

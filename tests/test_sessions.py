@@ -91,6 +91,9 @@ def test_prefill_reports_progress_and_can_be_cancelled(model):
     with pytest.raises(Cancelled):
         session.prefill(prompt(30, seed=2), progress=stop_after_first, cancel=cancel)
     assert session.n_tokens == 45  # what was done stays consistent
+    fresh = model.new_session(context_length=256, chunk_size=10)
+    fresh.prefill(session.ids)
+    assert list(session.generate_ids(4)) == list(fresh.generate_ids(4))
 
 
 def test_a_request_that_cannot_fit_says_by_how_much(model):
