@@ -71,6 +71,11 @@ class GlobalLayerCache:
         self.v[:, :, start:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]
 
+    def slot(self, position: int) -> tuple[int, int]:
+        """(the buffer slot of `position`, how many slots a query there attends): for callers
+        that write one token's keys themselves (engine.quant_step)."""
+        return position, position + 1
+
 
 class RingLayerCache(GlobalLayerCache):
     def write(self, k, v, start: int):
@@ -80,6 +85,10 @@ class RingLayerCache(GlobalLayerCache):
         ring_write(self.v, start, v)
         filled = min(start + k.shape[2], self.k.shape[2])
         return self.k[:, :, :filled], self.v[:, :, :filled]
+
+    def slot(self, position: int) -> tuple[int, int]:
+        size = self.k.shape[2]
+        return position % size, min(position + 1, size)
 
 
 def ring_write(ring: torch.Tensor, start: int, values: torch.Tensor) -> None:

@@ -43,8 +43,9 @@ class FusedDecoder:
         self.scale = config.query_pre_attn_scalar**-0.5
         self.layers = [self._weights(layer, *fused[i]) for i, layer in enumerate(text.layers)]
         q_width, kv_width = self.n_heads * self.hd, self.n_kv * self.hd
-        self.split = (q_width, kv_width, kv_width)
         self.qkv = torch.empty(q_width + 2 * kv_width)
+        self.q, self.k, self.v = (part.data_ptr() for part in
+                                  self.qkv.split((q_width, kv_width, kv_width)))
         self.gate_up = torch.empty(2 * config.intermediate_size)
         self.h = torch.empty(self.d)
         self.mlp_mid = torch.empty(config.intermediate_size)
@@ -88,17 +89,15 @@ class FusedDecoder:
         lib.step_rmsnorm(x.data_ptr(), 1, self.d, w.norm("input"), eps,
                          self.h.data_ptr())
         _matvec(w.qkv, self.h, self.qkv)
-        q, k, v = self.qkv.split(self.split)
-        lib.step_head_norm_rope(q.data_ptr(), self.n_heads, hd, w.norm("q"), eps,
-                                cos, sin)
-        lib.step_head_norm_rope(k.data_ptr(), self.n_kv, hd, w.norm("k"), eps,
-                                cos, sin)
-        keys, values = cache.write(k.view(1, self.n_kv, 1, hd), v.view(1, self.n_kv, 1, hd),
-                                   start)
-        heads_per_kv, slots = self.n_heads // self.n_kv, keys.stride(1) // hd
-        failed = lib.step_attention(q.data_ptr(), keys.data_ptr(), values.data_ptr(), self.n_kv,
-                                    heads_per_kv, hd, keys.shape[2], slots, mask, self.scale,
-                                    self.attended.data_ptr())
+        lib.step_head_norm_rope(self.q, self.n_heads, hd, w.norm("q"), eps, cos, sin)
+        lib.step_head_norm_rope(self.k, self.n_kv, hd, w.norm("k"), eps, cos, sin)
+        slot, keys = cache.slot(start)
+        stride = cache.k.shape[2]
+        lib.step_store(self.k, self.v, cache.k.data_ptr(), cache.v.data_ptr(), self.n_kv, hd,
+                       stride, slot)
+        failed = lib.step_attention(self.q, cache.k.data_ptr(), cache.v.data_ptr(), self.n_kv,
+                                    self.n_heads // self.n_kv, hd, keys, stride, mask,
+                                    self.scale, self.attended.data_ptr())
         if failed:
             raise MemoryError("no memory left for the attention scores of one token")
         _matvec(w.o, self.attended, self.mlp_out)

@@ -38,6 +38,7 @@ _SIGNATURES = {
     "step_rmsnorm_add": [_POINTER, _INT64, _POINTER, _FLOAT, _POINTER],
     "step_head_norm_rope": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER, _POINTER],
     "step_gelu_mul": [_POINTER, _INT64, _POINTER],
+    "step_store": [_POINTER, _POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64],
     "step_attention": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64, _INT64,
                        _POINTER, _FLOAT, _POINTER],
 }

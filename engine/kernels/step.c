@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -345,4 +346,14 @@ int step_attention(const float *q, const float *k, const float *v, int64_t n_kv,
     }
     free(scores);
     return 0;
+}
+
+/* A new token's keys and values [n_kv, dim] into its slot of the cache [n_kv, stride, dim]. */
+void step_store(const float *k_new, const float *v_new, float *k, float *v, int64_t n_kv,
+                int64_t dim, int64_t stride, int64_t slot)
+{
+    for (int64_t h = 0; h < n_kv; h++) {
+        memcpy(k + (h * stride + slot) * dim, k_new + h * dim, sizeof(float) * (size_t)dim);
+        memcpy(v + (h * stride + slot) * dim, v_new + h * dim, sizeof(float) * (size_t)dim);
+    }
 }
