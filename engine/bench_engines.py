@@ -10,7 +10,6 @@ transformers and llama_cpp are imported only here, inside the peers' load().
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 
 import torch
@@ -24,19 +23,9 @@ class OurEngine:
 
     def load(self, gguf: Path, threads: int, context: int) -> None:
         import engine
-        from engine.loader import load_model
 
-        if "quantization" in inspect.signature(load_model).parameters:
-            self.model = engine.load(gguf, device=self.device, quantization=self.quantization)
-            self.load_path = f"engine.load(quantization='{self.quantization}')"
-        else:  # a loader without the hook: load fp32, then swap the matrices
-            from engine.checkpoints import open_checkpoint
-            from engine.quant import quantize_for_inference
-
-            self.model = engine.load(gguf, device=self.device, dtype="float32")
-            quantize_for_inference(self.model, self.quantization, open_checkpoint(gguf))
-            self.load_path = ("engine.load(dtype='float32') then quantize_for_inference "
-                              "(engine.load has no quantization option yet: an fp32 copy first)")
+        self.model = engine.load(gguf, device=self.device, quantization=self.quantization)
+        self.load_path = f"engine.load(quantization='{self.quantization}')"
         self.model.stop_ids = frozenset()  # decode a fixed number of tokens
         self.context = context
         self.session = self.model.new_session(context_length=context)
