@@ -11,10 +11,10 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
 from engine.errors import DocumentError
+from engine.html_text import feed_html
 
 MAX_BYTES = 256 * 1024 * 1024
 MAX_UNZIPPED = 512 * 1024 * 1024  # a DOCX is a zip: refuse decompression bombs
@@ -301,71 +301,11 @@ class SectionBuilder:
 # -- HTML --------------------------------------------------------------------------------
 
 
-class _HtmlText(HTMLParser):
-    SKIP = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
-    BLOCKS = set("p div br li tr section article header footer table ul ol blockquote pre hr "
-                 "dd dt dl nav main aside figure figcaption form".split())
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.builder, self.skipping, self.pre = SectionBuilder(), [], 0
-        self.line = [""]  # line[0] is the line's bullet, the rest its text
-        self.heading = None  # (level, pieces) while inside <h1>..<h6>
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self.SKIP:
-            self.skipping.append(tag)
-        elif re.fullmatch(r"h[1-6]", tag):
-            self.heading = (int(tag[1]), [])
-        elif tag in self.BLOCKS:
-            self._break("- " if tag == "li" else "")
-        elif tag in ("td", "th") and len(self.line) > 1:
-            self.line.append(" | ")
-        if tag == "pre":
-            self.pre += 1
-
-    def handle_endtag(self, tag):
-        if self.skipping and tag == self.skipping[-1]:
-            self.skipping.pop()
-        elif re.fullmatch(r"h[1-6]", tag) and self.heading:
-            level, pieces = self.heading
-            self.heading = None
-            self._break()
-            self.builder.heading(" ".join("".join(pieces).split()), level)
-        elif tag in self.BLOCKS:
-            self._break()
-        if tag == "pre":
-            self.pre = max(0, self.pre - 1)
-
-    def handle_data(self, data):
-        if self.skipping:
-            return
-        if self.heading:
-            self.heading[1].append(data)
-        elif self.pre:
-            lines = data.split("\n")
-            self.line.append(lines[0])
-            for line in lines[1:]:
-                self._break()
-                self.line.append(line)
-        else:
-            self.line.append(re.sub(r"\s+", " ", data))
-
-    def _break(self, prefix: str = "") -> None:
-        """End the current line; `prefix` (a list bullet) starts the next one."""
-        text = "".join(self.line[1:])
-        if text.strip():
-            self.builder.add_lines([self.line[0] + (text if self.pre else text.strip())])
-        self.line = [prefix or ("" if text.strip() else self.line[0])]  # <li><p>: keep the bullet
-
-
 def _read_html(name: str, data: bytes):
     text, encoding = decode_text(name, data)
-    parser = _HtmlText()
-    parser.feed(text)
-    parser.close()
-    parser._break()
-    unit, total, sections, _ = parser.builder.result()
+    builder = SectionBuilder()
+    feed_html(text, builder)
+    unit, total, sections, _ = builder.result()
     return unit, total, sections, encoding
 
 
