@@ -108,3 +108,24 @@ def test_only_int8_on_the_cpu_takes_the_fused_step(tiny_text_checkpoint):
     assert model.text.one_token is None
     quant.quantize_for_inference(model, "bf16")
     assert model.text.one_token is None
+
+
+def test_two_sessions_taking_turns_each_get_their_own_cache(tiny_text_checkpoint):
+    model = engine.load(tiny_text_checkpoint, dtype="float32")
+    quant.quantize_for_inference(model, "int8")
+    fused = model.text.one_token
+    prompts = [torch.randint(3, 1000, (20,), generator=torch.Generator().manual_seed(s)).tolist()
+               for s in (10, 11)]
+    turns = [model.new_session(context_length=128) for _ in prompts]
+    alone = [model.new_session(context_length=128) for _ in prompts]
+    for session, ids in zip(turns + alone, prompts + prompts):
+        session.prefill(ids)
+    for token in range(100, 110):
+        model.text.one_token = fused
+        for session in turns:  # alternate: the decoder's cache addresses must follow
+            session._step(token)
+        model.text.one_token = None
+        for session in alone:
+            session._step(token)
+        for a, b in zip(turns, alone):
+            assert torch.allclose(a._next_logits, b._next_logits, rtol=1e-4, atol=1e-4)

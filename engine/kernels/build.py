@@ -19,7 +19,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("q8.c", "step.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("q8.c", "step.c", "layers.c"))
 DISABLE_ENV = "GEMMA_DESK_NO_KERNELS"  # set to 1 to force the stock path (tests, debugging)
 # Tried in order: the first that compiles wins (Apple's clang has no -fopenmp).
 FLAG_SETS = (
@@ -39,10 +39,14 @@ _SIGNATURES = {
     "step_head_norm_rope": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER, _POINTER],
     "step_gelu_mul": [_POINTER, _INT64, _POINTER],
     "step_store": [_POINTER, _POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64],
+    "step_scratch_floats": [_POINTER],
+    "step_layers": [_POINTER, _POINTER, _INT64, _POINTER, _POINTER, _POINTER, _POINTER, _POINTER,
+                    _POINTER],
     "step_attention": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64, _INT64,
                        _POINTER, _FLOAT, _POINTER],
 }
-_RESULTS = {"q8_simd_bits": _INT, "step_attention": _INT}
+_RESULTS = {"q8_simd_bits": _INT, "step_attention": _INT, "step_layers": _INT,
+            "step_scratch_floats": _INT64}
 
 
 def compiler() -> str | None:
