@@ -18,6 +18,7 @@ from engine import kernels
 from engine.kernels.build import library
 
 _PTR, _I64, _F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+MAX_HEADS_PER_KV = 16  # ATTN_MAX_GROUP in kernels/step.c
 
 
 class _Matrix(ctypes.Structure):
@@ -62,7 +63,9 @@ class FusedDecoder:
         self._caches, self._pointers = None, None
 
     def applies(self, x: torch.Tensor, caches) -> bool:
-        return caches is not None and x.shape[1] == 1 and x.dtype == torch.float32
+        heads_per_kv = self.shape.heads // self.shape.kv_heads
+        return (caches is not None and x.shape[1] == 1 and x.dtype == torch.float32
+                and heads_per_kv <= MAX_HEADS_PER_KV)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, start: int, masks, caches) -> torch.Tensor:
