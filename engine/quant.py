@@ -14,7 +14,9 @@ divided by the bytes of the weights. Schemes:
   "auto"  int8 on the CPU when the kernel builds, else bf16 where its products beat fp32,
           else none; none on CUDA and MPS, which already run bf16.
 
-Activations, norms and the KV cache keep the model's dtype; only the matrices change.
+Activations, norms and the KV cache keep the model's dtype; only the matrices change, and with
+int8 a many-token chunk's attention runs in the matrix products' dtype (bf16 on CPUs with AMX:
+2.8x faster than fp32 at 512 queries over 4,608 keys).
 
 Measured on a 2-core AVX-512 CPU and left off: torch.compile of the decode step (over 100 s
 to compile, graph breaks at the cache writes, no faster); int4 for the tied table (+5 to +12%
@@ -227,6 +229,8 @@ def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None 
         for name, module in list(text.named_modules()):
             if isinstance(module, RMSNorm):
                 _replace(text, name, KernelRMSNorm(module))
+        for layer in text.layers:  # prefill's attention in the matrix products' dtype too
+            layer.self_attn.chunk_dtype = gemm_dtype()
         text.one_token = FusedDecoder(text, {
             i: tuple(kernels.Int8Matrix(*weights[f"layers.{i}.{fused}.weight"]) for fused in FUSED)
             for i in range(len(text.layers))})

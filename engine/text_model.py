@@ -63,6 +63,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_width, d, bias=False)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.chunk_dtype = None  # the dtype of many-token attention, if not the activations'
 
     def forward(self, x, rope, cache: GlobalLayerCache | None, start: int, mask):
         n = x.shape[1]
@@ -77,9 +78,11 @@ class Attention(nn.Module):
             q = q.reshape(1, self.n_kv, self.n_heads // self.n_kv, self.head_dim)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
             return self.o_proj(out.reshape(1, 1, self.n_heads * self.head_dim))
+        dtype = self.chunk_dtype or q.dtype
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
-        )
+            q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=mask, scale=self.scale,
+            enable_gqa=self.n_kv != self.n_heads,
+        ).to(q.dtype)
         return self.o_proj(out.transpose(1, 2).reshape(1, n, self.n_heads * self.head_dim))
 
 
