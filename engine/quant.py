@@ -5,8 +5,8 @@ divided by the bytes of the weights. Schemes:
 
   "int8"  int8 weights in groups of 32 with an fp16 scale each (GGUF's Q8_0 layout), the tied
           embedding/output table included: a quarter of fp32's bytes. Decode steps stream them
-          through the C kernel (engine.kernels), the whole one-token step in a few kernel calls
-          a layer (engine.quant_step); prefill dequantises each matrix to the fastest
+          through the C kernel (engine.kernels), every layer of a one-token step in one
+          kernel call (engine.quant_step); prefill dequantises each matrix to the fastest
           matrix-product dtype of this CPU. Needs a C compiler and a SIMD branch of the
           kernel (AVX2 or AVX-512; its plain-C branch is slower than stock bf16), CPU only.
   "bf16"  dense bf16 weights through stock PyTorch: the fallback when the kernel cannot build.

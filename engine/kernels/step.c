@@ -1,4 +1,5 @@
-/* The small pieces of a one-token decode step (engine/quant_step.py), one call each.
+/* The small pieces of a one-token decode step, called in turn by layers.c (and one by one by
+ * the tests).
  *
  * At one token these are a few thousand floats: in PyTorch each is several tensor operations
  * whose dispatch and allocation cost more than the arithmetic. All fp32, same formulas as
