@@ -93,14 +93,9 @@ class Int8Matrix:
             raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit weights "
                              f"{self.rows}x{self.cols}")
         y = torch.empty(*x.shape[:-1], self.rows, dtype=torch.float32)
-        self.matvec_into(x.data_ptr(), y.data_ptr(), x.numel() // self.cols)
-        return y
-
-    def matvec_into(self, x_ptr: int, y_ptr: int, tokens: int = 1) -> None:
-        """The bare call, no checks: x [tokens, cols] and y [tokens, rows] are contiguous fp32
-        buffers the caller owns (engine.quant_step reuses them from step to step)."""
         q, scales, rows, cols = self._weights
-        self._matvec(x_ptr, tokens, q, scales, rows, cols, y_ptr)
+        self._matvec(x.data_ptr(), x.numel() // cols, q, scales, rows, cols, y.data_ptr())
+        return y
 
     def dense(self, dtype=torch.float32) -> torch.Tensor:
         return dequantize(self.q, self.scales, dtype, self._lib)
