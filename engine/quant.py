@@ -121,7 +121,9 @@ class Int8TiedEmbedding(nn.Module):
 
     def __init__(self, q: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype):
         super().__init__()
-        self.matrix = kernels.Int8Matrix(q, scales)  # see Int8Linear
+        # see Int8Linear; the output layer's products may round the final hidden state to
+        # int8 groups (kernels/q8.c: faster, and no measurable loss there)
+        self.matrix = kernels.Int8Matrix(q, scales, rounded=True)
         # Not the table: code that asks for the table's dtype and device (TextModel.embed_scale,
         # Model.__init__) gets the dtype the rest of the model computes in.
         self.weight = torch.empty(0, dtype=dtype, device=q.device)

@@ -27,7 +27,27 @@ def simd_variants() -> dict[str, list[str]]:
     variants = {"native": ["-O3", "-march=native"], "plain C": ["-O3"]}
     if platform.machine().lower() in ("x86_64", "amd64"):
         variants["avx2"] = ["-O3", "-mavx2", "-mfma", "-mf16c"]
+    if cpu_has("avx512_vnni"):  # native then rounds activations: keep the float branch tested
+        variants["avx512 float"] = ["-O3", "-march=native", "-mno-avx512vnni"]
     return variants
+
+
+def cpu_has(flag: str) -> bool:
+    try:
+        return flag in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def rounded_products(x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """x @ w.T with each token's activations rounded to int8 groups of 32 (scale amax / 127),
+    the integer products summed exactly: what q8.c's VNNI branch computes."""
+    groups = x.reshape(x.shape[0], -1, kernels.GROUP)
+    step = groups.abs().amax(-1, keepdim=True) / 127
+    xq = (groups * torch.where(step > 0, 1 / step, 0.0)).round()
+    w = q.double().reshape(q.shape[0], -1, kernels.GROUP)
+    sums = torch.einsum("tgk,ngk->tng", xq.double(), w)
+    return (sums * scales.double()[None] * step.double()[:, None, :, 0]).sum(-1).float()
 
 
 def reference_quantize(w: torch.Tensor):
@@ -52,9 +72,16 @@ def test_every_simd_branch_matches_torch(variant, tmp_path):
     q, scales = kernels.quantize(w, lib=lib)
     assert torch.equal(scales, reference_quantize(w)[0])
     assert torch.equal(kernels.dequantize(q, scales, lib=lib), dense(q, scales))
-    x = torch.randn(3, 160)
+    x = torch.randn(3, 160)  # five groups: the int8 branch's last pair is half empty
     expected = x @ dense(q, scales).T
     assert torch.allclose(kernels.matvec(x, q, scales, lib=lib), expected, rtol=1e-5, atol=1e-4)
+    rounds = kernels.activation_bits(lib) == 8
+    assert rounds == (variant == "native" and cpu_has("avx512_vnni"))
+    if rounds:
+        expected = rounded_products(x, q, scales)
+        assert not torch.allclose(expected, x @ dense(q, scales).T, rtol=1e-5, atol=1e-4)
+    got = kernels.matvec(x, q, scales, lib=lib, rounded=True)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_quantize_rounds_like_q8_0_including_zero_and_tiny_groups():

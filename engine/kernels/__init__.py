@@ -69,20 +69,28 @@ def dequantize(q: torch.Tensor, scales: torch.Tensor, dtype=torch.float32,
     return out
 
 
-def matvec(x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor, lib=None) -> torch.Tensor:
+def activation_bits(lib=None) -> int:
+    """8 where rounded products round the activations to int8 (AVX-512 VNNI), else 32."""
+    return (lib or library()).q8_activation_bits()
+
+
+def matvec(x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor, lib=None,
+           rounded: bool = False) -> torch.Tensor:
     """x [tokens, cols] (fp32) -> x @ w.T [tokens, rows] (fp32), weights read once."""
-    return Int8Matrix(q, scales, lib).matvec(x)
+    return Int8Matrix(q, scales, lib, rounded).matvec(x)
 
 
 class Int8Matrix:
     """Int8 weights checked once, so the per-token call does no more than it must: a decode
-    step makes over a hundred of these calls."""
+    step makes over a hundred of these calls. `rounded`: products may round the activations
+    to int8 groups where that is faster (see activation_bits)."""
 
-    def __init__(self, q: torch.Tensor, scales: torch.Tensor, lib=None):
+    def __init__(self, q: torch.Tensor, scales: torch.Tensor, lib=None, rounded: bool = False):
         self.rows, self.cols = _check(q, scales)
         self.q, self.scales = q, scales  # held: the pointers below point into them
-        self._matvec = (lib or library()).q8_matvec
-        self._lib = lib
+        lib = lib or library()
+        self._matvec = lib.q8_matvec_rounded if rounded else lib.q8_matvec
+        self._lib, self._rounded = lib, rounded
         self._weights = (q.data_ptr(), scales.data_ptr(), self.rows, self.cols)
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +109,7 @@ class Int8Matrix:
         return dequantize(self.q, self.scales, dtype, self._lib)
 
     def rows_slice(self, start: int, end: int) -> Int8Matrix:
-        return Int8Matrix(self.q[start:end], self.scales[start:end], self._lib)
+        return Int8Matrix(self.q[start:end], self.scales[start:end], self._lib, self._rounded)
 
 
 def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, lib=None) -> torch.Tensor:

@@ -31,9 +31,11 @@ FLAG_SETS = (
 _POINTER, _INT64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 _SIGNATURES = {
     "q8_matvec": [_POINTER, _INT64, _POINTER, _POINTER, _INT64, _INT64, _POINTER],
+    "q8_matvec_rounded": [_POINTER, _INT64, _POINTER, _POINTER, _INT64, _INT64, _POINTER],
     "q8_dequantize": [_POINTER, _POINTER, _INT64, _INT64, _POINTER, _INT],
     "q8_quantize": [_POINTER, _INT64, _INT64, _POINTER, _POINTER],
     "q8_simd_bits": [],
+    "q8_activation_bits": [],
     "step_rmsnorm": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER],
     "step_rmsnorm_add": [_POINTER, _INT64, _POINTER, _FLOAT, _POINTER],
     "step_head_norm_rope": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER, _POINTER],
@@ -45,8 +47,8 @@ _SIGNATURES = {
     "step_attention": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64, _INT64,
                        _POINTER, _FLOAT, _POINTER],
 }
-_RESULTS = {"q8_simd_bits": _INT, "step_attention": _INT, "step_layers": _INT,
-            "step_scratch_floats": _INT64}
+_RESULTS = {"q8_simd_bits": _INT, "q8_activation_bits": _INT, "step_attention": _INT,
+            "step_layers": _INT, "step_scratch_floats": _INT64}
 
 
 def compiler() -> str | None:
