@@ -31,14 +31,25 @@ def forbid(logits: torch.Tensor, forbidden: torch.Tensor | None) -> torch.Tensor
 CANDIDATE_WINDOW = 30.0
 
 
-def choose_token(logits: torch.Tensor, sampling: Sampling | None, generator=None):
-    """Next token id from fp32 logits [vocab]: an int on the CPU, a 0-d tensor left on an
-    accelerator's device (no wait for it there)."""
+def choose_token(logits: torch.Tensor, sampling: Sampling | None, generator=None,
+                 forbidden: torch.Tensor | None = None):
+    """Next token id from fp32 logits [vocab], never one of the `forbidden` ids: an int on the
+    CPU, a 0-d tensor left on an accelerator's device (no wait for it there).
+
+    Masking copies every logit (0.25 ms a token for 262K on the CPU), so there the forbidden
+    ids are masked only when they would matter: greedy picked one, or one is a candidate."""
+    if forbidden is not None and logits.device.type != "cpu":
+        logits, forbidden = forbid(logits, forbidden), None
     if sampling is None or sampling.temperature <= 0:
-        if logits.device.type == "cpu":  # numpy's argmax: 25 us; torch's: 750 us here
-            return int(logits.numpy().argmax())
-        return logits.argmax()
+        if logits.device.type != "cpu":
+            return logits.argmax()
+        token = int(logits.numpy().argmax())  # numpy's argmax: 25 us; torch's: 750 us here
+        if forbidden is not None and bool((forbidden == token).any()):
+            token = int(forbid(logits, forbidden).numpy().argmax())
+        return token
     ids, values = candidates(logits / sampling.temperature, sampling.top_k)
+    if forbidden is not None and bool(torch.isin(ids, forbidden).any()):
+        ids, values = candidates(forbid(logits, forbidden) / sampling.temperature, sampling.top_k)
     probs = torch.softmax(values, dim=-1)  # sorted, best first
     if sampling.min_p > 0:
         probs = probs.masked_fill(probs < sampling.min_p * probs[0], 0.0)

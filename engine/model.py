@@ -27,7 +27,7 @@ class Model:
         weight = text.embed_tokens.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.image_token_id = config.image_token_index
-        self._forbidden = self._forbidden_ids()
+        self.forbidden_ids = self._forbidden_ids()  # never emitted
         self.stop_ids = self._stop_ids()
         self._encoded: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -95,11 +95,6 @@ class Model:
             return self.text(x, start, masks)
         masks = cache.masks_for_chunk(start, positions, q_block)
         return self.text(x, start, masks, cache.layers)
-
-    def allowed_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        from engine.generate import forbid
-
-        return forbid(logits, self._forbidden)
 
     def _stop_ids(self) -> frozenset[int]:
         if self.tokenizer is not None:

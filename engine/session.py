@@ -197,8 +197,8 @@ class Session:
         stats.stop_reason = "max_tokens"
         try:
             for _ in range(max_new_tokens):
-                logits = self.model.allowed_logits(self._next_logits)
-                token = int(choose_token(logits, sampling, generator))
+                token = int(choose_token(self._next_logits, sampling, generator,
+                                         self.model.forbidden_ids))
                 first_at = first_at or time.perf_counter()
                 stats.decode_tokens += 1
                 if token in self.model.stop_ids:

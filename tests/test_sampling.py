@@ -19,9 +19,9 @@ def logits_with(scores: dict[int, float]) -> torch.Tensor:
     return logits
 
 
-def draws(logits, sampling, n=2000, seed=0) -> Counter:
+def draws(logits, sampling, n=2000, seed=0, forbidden=None) -> Counter:
     generator = torch.Generator().manual_seed(seed)
-    return Counter(int(choose_token(logits, sampling, generator)) for _ in range(n))
+    return Counter(int(choose_token(logits, sampling, generator, forbidden)) for _ in range(n))
 
 
 def test_greedy_is_the_argmax_as_an_int():
@@ -29,6 +29,19 @@ def test_greedy_is_the_argmax_as_an_int():
     token = choose_token(logits, None)
     assert isinstance(token, int) and token == int(torch.argmax(logits))
     assert choose_token(logits, Sampling(temperature=0)) == token
+
+
+def test_forbidden_ids_are_never_chosen_and_their_mass_goes_to_the_rest():
+    logits = logits_with({5: 9.0, 7: 0.0, 9: math.log(3.0)})
+    forbidden = torch.tensor([3, 5])
+    assert choose_token(logits, None) == 5
+    assert choose_token(logits, None, forbidden=forbidden) == 9
+    assert choose_token(logits_with({7: 1.0}), None, forbidden=forbidden) == 7  # none near
+    counts = draws(logits, Sampling(top_k=0, top_p=1.0), forbidden=forbidden)
+    assert set(counts) == {7, 9}
+    assert abs(counts[9] / 2000 - 0.75) < 0.03
+    # far below the forbidden best: no candidates until the mask is applied
+    assert set(draws(logits_with({5: 60.0, 7: 0.0}), Sampling(), 50, forbidden=forbidden)) == {7}
 
 
 def test_probabilities_follow_the_softmax_at_the_temperature():
