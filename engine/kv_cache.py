@@ -131,6 +131,12 @@ class KVCache:
         local_keys = self.slot_pos[: min(self.length, self.ring_size)]
         return chunk_masks(self.config, positions, q_block, global_keys, local_keys)
 
+    def record(self, position: int) -> None:
+        """masks_for_chunk's bookkeeping for one token, for callers that mask it themselves
+        (engine.quant_step): a Python-int write, no tensors made."""
+        self.slot_pos[position % self.ring_size] = position
+        self.length = position + 1
+
     def truncate(self, n: int) -> bool:
         """Forget positions >= n; False if the rings no longer hold the window before n."""
         self.slot_pos[self.slot_pos >= n] = -1

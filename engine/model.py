@@ -80,6 +80,8 @@ class Model:
     def forward_chunk(self, ids, start: int, blocks, features, offset, cache):
         """Hidden states of one chunk at positions start, start + 1, ...; `blocks` are
         [start, end) relative to ids + offset."""
+        if self.text.one_token is not None and cache is not None and len(ids) == 1 and not blocks:
+            return self.text.one_token.step(int(ids[0]), start, cache)
         ids_t = torch.tensor(ids, device=self.device)
         positions = torch.arange(start, start + len(ids), device=self.device)
         x = self.text.embed(ids_t.masked_fill(ids_t == self.image_token_id, 0))
@@ -102,13 +104,13 @@ class Model:
         eos = self.config.text_config.eos_token_id
         return frozenset(eos if isinstance(eos, list) else [eos])
 
-    def _forbidden_ids(self) -> torch.Tensor | None:
+    def _forbidden_ids(self) -> frozenset[int]:
         """Image tokens and the padding rows past the tokenizer's vocabulary are never emitted."""
         vocab = self.config.text_config.vocab_size
         ids = [i for i in (self.config.boi_token_index, self.config.eoi_token_index) if i < vocab]
         if self.tokenizer is not None:
             ids += range(self.tokenizer.vocab_size, vocab)
-        return torch.tensor(sorted(set(ids)), device=self.device) if ids else None
+        return frozenset(ids)
 
     # -- images ----------------------------------------------------------------------------
 

@@ -233,9 +233,11 @@ def quantize_text(text, scheme: str, checkpoint=None, dtype: torch.dtype | None 
                 _replace(text, name, KernelRMSNorm(module))
         for layer in text.layers:  # prefill's attention in the matrix products' dtype too
             layer.self_attn.chunk_dtype = gemm_dtype()
-        text.one_token = FusedDecoder(text, {
-            i: tuple(kernels.Int8Matrix(*weights[f"layers.{i}.{fused}.weight"]) for fused in FUSED)
-            for i in range(len(text.layers))})
+        if FusedDecoder.supports(text.config, dtype):
+            text.one_token = FusedDecoder(text, {
+                i: tuple(kernels.Int8Matrix(*weights[f"layers.{i}.{fused}.weight"])
+                         for fused in FUSED)
+                for i in range(len(text.layers))})
     table = weights["embed_tokens.weight"]
     table = Int8TiedEmbedding(*table, dtype) if int8 else HalfTiedEmbedding(table, dtype)
     text.embed_tokens = table

@@ -10,6 +10,7 @@ store, attention and GELU in C, scratch memory reused from step to step.
 from __future__ import annotations
 
 import ctypes
+import math
 import weakref
 
 import torch
@@ -33,7 +34,8 @@ class _Layer(ctypes.Structure):
 
 
 class _Place(ctypes.Structure):
-    _fields_ = [("slot", _I64), ("keys", _I64), ("bias", _PTR), ("cos_a", _PTR), ("sin_a", _PTR)]
+    _fields_ = [("slot", _I64), ("keys", _I64), ("positions", _PTR), ("oldest", _I64),
+                ("cos_a", _PTR), ("sin_a", _PTR)]
 
 
 class _Shape(ctypes.Structure):
@@ -46,11 +48,16 @@ def _matrix(matrix: kernels.Int8Matrix) -> _Matrix:
 
 
 class FusedDecoder:
-    """Called by TextModel.forward for one token with caches; returns the final-normed hidden."""
+    """One token's step from its id to the final-normed hidden state (Model.forward_chunk
+    hands it one-token calls with a cache): the embedding row, every layer and the final norm,
+    with no more Python around the kernel call than it needs (all of it runs with cold CPU
+    caches, after 285 MB of weights have streamed through them)."""
 
     def __init__(self, text, fused: dict[int, tuple[kernels.Int8Matrix, kernels.Int8Matrix]]):
         config = text.config
         self.text, self.fused, self.lib = text, fused, library()
+        self.window = config.sliding_window
+        self.embed_scale = math.sqrt(config.hidden_size)  # TextModel.embed_scale in fp32
         self.shape = _Shape(config.hidden_size, config.num_attention_heads,
                             config.num_key_value_heads, config.head_dim,
                             config.intermediate_size, config.rms_norm_eps,
@@ -59,31 +66,33 @@ class FusedDecoder:
         sliding = [layer.sliding for layer in text.layers]
         # the first layer of each kind stands for all of them: their caches have one size
         self.first = {kind: sliding.index(kind) for kind in (True, False) if kind in sliding}
+        self.angles = {True: _Angles(text.rope_local), False: _Angles(text.rope_global)}
         self._layers = None  # built at the first step: a loader assigns the norms after this
         self._caches, self._pointers = None, None
 
-    def applies(self, x: torch.Tensor, caches) -> bool:
-        heads_per_kv = self.shape.heads // self.shape.kv_heads
-        return (caches is not None and x.shape[1] == 1 and x.dtype == torch.float32
-                and heads_per_kv <= MAX_HEADS_PER_KV)
+    @staticmethod
+    def supports(config, dtype: torch.dtype) -> bool:
+        heads_per_kv = config.num_attention_heads // config.num_key_value_heads
+        return dtype == torch.float32 and heads_per_kv <= MAX_HEADS_PER_KV
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor, start: int, masks, caches) -> torch.Tensor:
-        x = x.reshape(-1).contiguous()  # the residual stream, updated in place
-        position = torch.tensor([start])
-        places, keep = {}, []
-        for kind, rotary, mask in ((True, self.text.rope_local, masks.local),
-                                   (False, self.text.rope_global, masks.global_)):
+    def step(self, token: int, start: int, cache) -> torch.Tensor:
+        """Hidden state [1, 1, d] of `token` at position `start`, its keys and values stored."""
+        x = self._embed(token)  # the residual stream, updated in place
+        cache.record(start)
+        places = {}
+        for kind in (True, False):
             if kind not in self.first:
                 places[kind] = _Place()
                 continue
-            cos, sin = (t.contiguous() for t in rotary(position, torch.float32))
-            bias = _additive(mask)
-            keep += [cos, sin, bias]
-            slot, keys = caches[self.first[kind]].slot(start)
-            places[kind] = _Place(slot, keys, None if bias is None else bias.data_ptr(),
-                                  cos.data_ptr(), sin.data_ptr())
-        pointers, strides = self._cache_pointers(caches)
+            slot, keys = cache.layers[self.first[kind]].slot(start)
+            cos, sin = self.angles[kind].at(start)
+            if kind:  # a ring's slots may hold positions that slid out of the window, or none
+                places[kind] = _Place(slot, keys, cache.slot_pos.data_ptr(),
+                                      max(0, start - self.window + 1), cos, sin)
+            else:
+                places[kind] = _Place(slot, keys, None, 0, cos, sin)
+        pointers, strides = self._cache_pointers(cache.layers)
         failed = self.lib.step_layers(x.data_ptr(), self._layer_table(), len(self.fused),
                                       ctypes.byref(self.shape), ctypes.byref(places[True]),
                                       ctypes.byref(places[False]), pointers, strides,
@@ -91,6 +100,16 @@ class FusedDecoder:
         if failed:
             raise MemoryError("no memory left for the attention scores of one token")
         return self.text.norm(x.view(1, 1, -1))
+
+    def _embed(self, token: int) -> torch.Tensor:
+        """The token's row of the int8 table, times sqrt(hidden) (TextModel.embed's values)."""
+        table = self.text.embed_tokens.matrix
+        x = torch.empty(table.cols)
+        groups = table.cols // kernels.GROUP
+        self.lib.q8_dequantize(table.q.data_ptr() + token * table.cols,
+                               table.scales.data_ptr() + token * groups * 2, 1, table.cols,
+                               x.data_ptr(), 0)
+        return x.mul_(self.embed_scale)
 
     def _layer_table(self):
         if self._layers is None:
@@ -119,8 +138,20 @@ class FusedDecoder:
         return self._pointers
 
 
-def _additive(mask: torch.Tensor | None) -> torch.Tensor | None:
-    """A boolean mask [1, 1, 1, keys] as 0 / -inf scores to add, once a step for every layer."""
-    if mask is None:
-        return None
-    return torch.zeros(mask.shape[-1]).masked_fill_(~mask.reshape(-1), float("-inf"))
+class _Angles:
+    """RoPE's cos and sin for blocks of positions, made by the model's own Rotary (so the
+    values are the module path's) a block at a time rather than once a token."""
+
+    BLOCK = 256
+
+    def __init__(self, rotary):
+        self.rotary, self.first, self.tables = rotary, None, None
+
+    def at(self, position: int) -> tuple[int, int]:
+        """Addresses of the cos and sin rows of `position`."""
+        if self.first is None or not 0 <= position - self.first < self.BLOCK:
+            self.first = position
+            positions = torch.arange(position, position + self.BLOCK)
+            self.tables = [t.contiguous() for t in self.rotary(positions, torch.float32)]
+        row = (position - self.first) * self.tables[0].shape[1] * 4
+        return self.tables[0].data_ptr() + row, self.tables[1].data_ptr() + row

@@ -134,6 +134,7 @@ class TextModel(nn.Module):
         self.rope_local = Rotary(hd, config.rope_local_base_freq, 1.0)
         self.rope_global = Rotary(hd, config.rope_theta, config.rope_scaling_factor)
         self.one_token = None  # a faster decode step set by engine.quant (int8 on the CPU)
+        # (Model.forward_chunk hands it one-token calls with a cache)
 
     @property
     def embed_scale(self) -> torch.Tensor:
@@ -148,8 +149,6 @@ class TextModel(nn.Module):
     def forward(self, x, start: int, masks: ChunkMasks, caches=None) -> torch.Tensor:
         """x: [1, T, d] embeddings at positions start, start + 1, ...; returns the final-normed
         hidden."""
-        if self.one_token is not None and self.one_token.applies(x, caches):
-            return self.one_token(x, start, masks, caches)
         dtype = x.dtype
         positions = torch.arange(start, start + x.shape[1], device=x.device)
         rope_local = self.rope_local(positions, dtype)

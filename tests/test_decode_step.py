@@ -62,22 +62,24 @@ def test_attention_equals_sdpa(lib, keys, dim, n_kv, group):
     slots = keys + 50  # the cache buffer is longer than what is attended
     q = randn(n_kv, group, dim, seed=1)
     k, v = randn(n_kv, slots, dim, seed=2), randn(n_kv, slots, dim, seed=3)
-    allowed = torch.ones(keys, dtype=torch.bool)
-    allowed[keys // 5: keys // 2] = False  # a masked run, longer than one thread's share
-    bias = torch.zeros(keys).masked_fill(~allowed, float("-inf"))
-    for mask in (None, bias):
+    positions = torch.arange(keys) + 100  # the slots' positions, as a ring records them
+    positions[keys // 5: keys // 2] = -1  # empty slots: a run longer than one thread's share
+    oldest = 100 + keys // 10  # and the first tenth slid out of the window
+    allowed = positions >= oldest
+    for masked in (False, True):
         out = torch.empty(n_kv, group, dim)
         assert lib.step_attention(ptr(q), ptr(k), ptr(v), n_kv, group, dim, keys, slots,
-                                  None if mask is None else ptr(mask), 0.1, ptr(out)) == 0
+                                  ptr(positions) if masked else None, oldest, 0.1, ptr(out)) == 0
         expected = F.scaled_dot_product_attention(
             q[None], k[None, :, :keys], v[None, :, :keys], scale=0.1,
-            attn_mask=None if mask is None else allowed.view(1, 1, 1, keys))[0]
+            attn_mask=allowed.view(1, 1, 1, keys) if masked else None)[0]
         assert torch.allclose(out, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_attention_refuses_a_group_it_cannot_hold(lib):
     q, kv, out = torch.zeros(32, 8), torch.zeros(4, 8), torch.zeros(32, 8)
-    assert lib.step_attention(ptr(q), ptr(kv), ptr(kv), 1, 32, 8, 4, 4, None, 1.0, ptr(out)) == -1
+    assert lib.step_attention(ptr(q), ptr(kv), ptr(kv), 1, 32, 8, 4, 4, None, 0, 1.0,
+                              ptr(out)) == -1
 
 
 def test_fused_steps_equal_the_module_steps(tiny_text_checkpoint):

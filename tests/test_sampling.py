@@ -19,7 +19,7 @@ def logits_with(scores: dict[int, float]) -> torch.Tensor:
     return logits
 
 
-def draws(logits, sampling, n=2000, seed=0, forbidden=None) -> Counter:
+def draws(logits, sampling, n=2000, seed=0, forbidden=frozenset()) -> Counter:
     generator = torch.Generator().manual_seed(seed)
     return Counter(int(choose_token(logits, sampling, generator, forbidden)) for _ in range(n))
 
@@ -33,7 +33,7 @@ def test_greedy_is_the_argmax_as_an_int():
 
 def test_forbidden_ids_are_never_chosen_and_their_mass_goes_to_the_rest():
     logits = logits_with({5: 9.0, 7: 0.0, 9: math.log(3.0)})
-    forbidden = torch.tensor([3, 5])
+    forbidden = frozenset({3, 5})
     assert choose_token(logits, None) == 5
     assert choose_token(logits, None, forbidden=forbidden) == 9
     assert choose_token(logits_with({7: 1.0}), None, forbidden=forbidden) == 7  # none near

@@ -45,7 +45,7 @@ _SIGNATURES = {
     "step_layers": [_POINTER, _POINTER, _INT64, _POINTER, _POINTER, _POINTER, _POINTER, _POINTER,
                     _POINTER],
     "step_attention": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64, _INT64,
-                       _POINTER, _FLOAT, _POINTER],
+                       _POINTER, _INT64, _FLOAT, _POINTER],
 }
 _RESULTS = {"q8_simd_bits": _INT, "q8_activation_bits": _INT, "step_attention": _INT,
             "step_layers": _INT, "step_scratch_floats": _INT64}

@@ -14,8 +14,8 @@ void step_head_norm_rope(float *x, int64_t heads, int64_t dim, const float *w, f
                          const float *cos_a, const float *sin_a);
 void step_gelu_mul(const float *gate_up, int64_t ff, float *out);
 int step_attention(const float *q, const float *k, const float *v, int64_t n_kv, int64_t group,
-                   int64_t dim, int64_t keys, int64_t stride, const float *bias, float scale,
-                   float *out);
+                   int64_t dim, int64_t keys, int64_t stride, const int64_t *positions,
+                   int64_t oldest, float scale, float *out);
 void step_store(const float *k_new, const float *v_new, float *k, float *v, int64_t n_kv,
                 int64_t dim, int64_t stride, int64_t slot);
 
@@ -34,10 +34,13 @@ typedef struct {
 } Layer;
 
 /* What one step needs of a kind of layer (local or global): where the token goes in its cache,
- * how many slots it attends, the 0 / -inf mask over them (or NULL) and its RoPE angles. */
+ * how many slots it attends, the positions they hold and the oldest it may see (positions NULL:
+ * all of them; see step_attention), and its RoPE angles. */
 typedef struct {
     int64_t slot, keys;
-    const float *bias, *cos_a, *sin_a;
+    const int64_t *positions;
+    int64_t oldest;
+    const float *cos_a, *sin_a;
 } Place;
 
 typedef struct {
@@ -73,7 +76,7 @@ int step_layers(float *x, const Layer *layers, int64_t count, const Shape *s,
         step_store(qkv + q_width, qkv + q_width + kv_width, k, v, s->kv_heads, hd, strides[i],
                    at->slot);
         if (step_attention(qkv, k, v, s->kv_heads, s->heads / s->kv_heads, hd, at->keys,
-                           strides[i], at->bias, s->scale, attended) != 0)
+                           strides[i], at->positions, at->oldest, s->scale, attended) != 0)
             return -1;
         q8_matvec(attended, 1, l->o.q, l->o.scales, d, q_width, out);
         step_rmsnorm_add(out, d, l->post_attention_norm, s->eps, x);

@@ -206,7 +206,8 @@ static inline void axpy_rows(const float *p, const float *rows, int64_t n, int64
  * their partial softmaxes are merged (as in flash decoding), so long contexts use every core.
  *   q    [n_kv, group, dim]         out [n_kv, group, dim]
  *   k, v [n_kv, stride, dim]: the first `keys` rows of each KV head's buffer are attended
- *   bias [keys] added to the scores (0 or -inf), or NULL
+ *   positions [keys] the position each slot holds (-1: empty), or NULL: every slot is attended;
+ *     slots below position `oldest` are outside a sliding window (or empty) and never read
  * Returns 0, or -1 when the scores cannot be allocated or the group is too large. */
 #define ATTN_MAX_GROUP 16
 #define ATTN_MAX_PARTS 64
@@ -215,21 +216,21 @@ static inline void axpy_rows(const float *p, const float *rows, int64_t n, int64
 /* Softmax-weighted sum of the values of keys [first, last) for each query of the group,
  * unnormalised: acc = sum p v with p = e^(score - max); returns max and sum p per query. */
 static void attend_part(const float *q, const float *k, const float *v, int64_t group,
-                        int64_t dim, int64_t first, int64_t last, const float *bias,
-                        float scale, float *scores, float *max_out, float *sum_out, float *acc)
+                        int64_t dim, int64_t first, int64_t last, const int64_t *positions,
+                        int64_t oldest, float scale, float *scores, float *max_out,
+                        float *sum_out, float *acc)
 {
     const int64_t n = last - first;
     for (int64_t g = 0; g < group; g++)
         max_out[g] = -INFINITY;
     for (int64_t s = 0; s < n; s++) {
-        const float extra = bias ? bias[first + s] : 0.0f;
-        if (extra == -INFINITY) { /* a masked key is never read (half of a wrapped ring) */
+        if (positions && positions[first + s] < oldest) { /* masked: never read */
             for (int64_t g = 0; g < group; g++)
                 scores[g * n + s] = -INFINITY;
             continue;
         }
         for (int64_t g = 0; g < group; g++) {
-            const float score = dot(q + g * dim, k + (first + s) * dim, dim) * scale + extra;
+            const float score = dot(q + g * dim, k + (first + s) * dim, dim) * scale;
             scores[g * n + s] = score;
             max_out[g] = score > max_out[g] ? score : max_out[g];
         }
@@ -269,8 +270,8 @@ static int64_t part_count(int64_t keys)
 }
 
 int step_attention(const float *q, const float *k, const float *v, int64_t n_kv, int64_t group,
-                   int64_t dim, int64_t keys, int64_t stride, const float *bias, float scale,
-                   float *out)
+                   int64_t dim, int64_t keys, int64_t stride, const int64_t *positions,
+                   int64_t oldest, float scale, float *out)
 {
     if (group > ATTN_MAX_GROUP || keys < 1)
         return -1;
@@ -292,7 +293,8 @@ int step_attention(const float *q, const float *k, const float *v, int64_t n_kv,
                 continue;
             }
             attend_part(q + h * group * dim, k + h * stride * dim, v + h * stride * dim, group,
-                        dim, first, last, bias, scale, scores + h * group * keys + first * group,
+                        dim, first, last, positions, oldest, scale,
+                        scores + h * group * keys + first * group,
                         maxes + p * group, sums + p * group, partial + (h * parts + p) * group * dim);
         }
         for (int64_t g = 0; g < group; g++) { /* merge the parts' partial softmaxes */
