@@ -121,6 +121,19 @@ def test_linear_streams_a_few_tokens_and_multiplies_many():
     assert (layer(many) - expected).norm() / expected.norm() < 1e-2
 
 
+def test_amx_cpus_take_bf16_products_by_their_flags_without_timing(monkeypatch):
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed a product")
+
+    quant.bf16_is_faster.cache_clear()
+    try:
+        monkeypatch.setattr(quant, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
+        monkeypatch.setattr(quant.F, "linear", no_timing)
+        assert quant.bf16_is_faster(128) and quant.bf16_is_faster(1)
+    finally:
+        quant.bf16_is_faster.cache_clear()
+
+
 def test_resolve_scheme():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert quant.resolve_scheme("auto", cpu) == "int8"  # this machine has a compiler
