@@ -105,6 +105,20 @@ def test_fused_steps_equal_the_module_steps(tiny_text_checkpoint):
     assert greedy == list(sessions[1].generate_ids(12))
 
 
+def test_a_token_outside_the_table_is_refused_before_anything_is_written(tiny_text_checkpoint):
+    model = engine.load(tiny_text_checkpoint, dtype="float32")
+    quant.quantize_for_inference(model, "int8")
+    session = model.new_session(context_length=64)
+    session.prefill([5, 6, 7])
+    before = session.cache.snapshot()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        session.prefill([model.text.embed_tokens.matrix.rows])
+    assert session.ids == [5, 6, 7] and session.cache.length == before["length"]
+    assert torch.equal(session.cache.slot_pos, before["slot_pos"])
+    session.prefill([8])  # and the session goes on
+    assert session.ids == [5, 6, 7, 8] and session._next_logits is not None
+
+
 def test_only_int8_on_the_cpu_takes_the_fused_step(tiny_text_checkpoint):
     model = engine.load(tiny_text_checkpoint, dtype="float32")
     assert model.text.one_token is None
