@@ -6,8 +6,9 @@ divided by the bytes of the weights. Schemes:
   "int8"  int8 weights in groups of 32 with an fp16 scale each (GGUF's Q8_0 layout), the tied
           embedding/output table included: a quarter of fp32's bytes. Decode steps stream them
           through the C kernel (engine.kernels), every layer of a one-token step in one
-          kernel call (engine.quant_step); prefill dequantises each matrix to the fastest
-          matrix-product dtype of this CPU. Needs a C compiler and a SIMD branch of the
+          kernel call (engine.quant_step); with AVX-512 VNNI the output layer's products
+          round the final hidden state to int8 groups (kernels/q8.c). Prefill dequantises
+          each matrix to the fastest matrix-product dtype of this CPU. Needs a C compiler and a SIMD branch of the
           kernel (AVX2 or AVX-512; its plain-C branch is slower than stock bf16), CPU only.
   "bf16"  dense bf16 weights through stock PyTorch: the fallback when the kernel cannot build.
   "none"  the weights as loaded (fp32 on the CPU: the exact parity path).
@@ -25,7 +26,9 @@ torch's: 41 ms a step against 31); a 4-bit copy of the tied table to screen the 
 with int8 only for the rows within 12 of the best estimate. Its pass needs VNNI integer
 products to beat int8 (6.5 ms against 9.0) and costs 94 MB more; on confident text a few
 hundred rows are then recomputed, but on flat distributions (the bench's random prompts) tens
-of thousands are, and a step is no faster (19.7 ms against 19.4).
+of thousands are, and a step is no faster (19.7 ms against 19.4); the layers' GGUF Q5_0 blocks
+(5.5 bits) kept as they are, with int16 activations and VNNI: unpacking them costs more than the
+35% fewer bytes save (4.2-4.5 ms against 4.0 for q, k, gate and up of 18 layers).
 """
 
 from __future__ import annotations
