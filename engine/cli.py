@@ -94,6 +94,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_shape(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.bench_shape import run_shape_bench
+
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    try:
+        run_shape_bench(args.shape, Path(args.out), device=args.device, quick=args.quick, log=log)
+    except (ValueError, RuntimeError) as exc:
+        print(f"gemma-desk-cli bench-shape: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote {args.out} and {Path(args.out).with_suffix('.json')}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemma-desk-cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,11 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=None, help="default: every core")
     bench.add_argument("--device", default="auto",
                        help="where gemma-desk runs (cpu, mps, cuda); the peers use the CPU")
+    shape = sub.add_parser("bench-shape",
+                           help="a Gemma 3 shape with random weights: decode against the memory "
+                                "bandwidth, 32K prefill (for GPUs)")
+    shape.add_argument("--shape", default="4b", help="270m, 1b, 4b, 12b or 27b")
+    shape.add_argument("--device", default="auto")
+    shape.add_argument("--quick", action="store_true", help="one short run of tiny sizes")
+    shape.add_argument("--out", default="BENCHMARKS-GPU.md", help="the Markdown file (+ .json)")
     return parser
 
 
 COMMANDS = {"info": cmd_info, "generate": cmd_generate, "summarize": cmd_summarize,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "bench-shape": cmd_bench_shape}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@ divided by the bytes of the weights. Schemes:
           through the C kernel (engine.kernels), every layer of a one-token step in one
           kernel call (engine.quant_step); with AVX-512 VNNI the output layer's products
           round the final hidden state to int8 groups (kernels/q8.c). Prefill dequantises
-          each matrix to the fastest matrix-product dtype of this CPU. Needs a C compiler and a SIMD branch of the
-          kernel (AVX2 or AVX-512; its plain-C branch is slower than stock bf16), CPU only.
+          each matrix to the fastest matrix-product dtype of this CPU. Needs a C compiler
+          and a SIMD branch of the kernel (AVX2 or AVX-512; its plain-C branch is slower
+          than stock bf16), CPU only.
   "bf16"  dense bf16 weights through stock PyTorch: the fallback when the kernel cannot build.
   "none"  the weights as loaded (fp32 on the CPU: the exact parity path).
   "auto"  int8 on the CPU when the kernel builds, else bf16 where its products beat fp32,

@@ -26,6 +26,27 @@ def test_quick_bench_writes_markdown_and_json(tmp_path, real_gguf):
     assert f"{report['environment']['model']}" in text
 
 
+def test_quick_shape_bench_measures_decode_against_the_bandwidth(tmp_path):
+    out = tmp_path / "GPU.md"
+    assert main(["bench-shape", "--shape", "270m", "--quick", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["shape"] == "270m" and result["dtype"] == "float32"
+    assert 0.25e9 < result["parameters"] < 0.3e9
+    # fp32: every weight (4 bytes) once, the 262,144 x 640 table twice over, plus the KV
+    assert 1.7e9 < result["bytes_per_token"] < 1.8e9
+    assert result["decode_tps"][0] > 0 and result["prefill_tps"][0] > 0
+    assert result["copy_bandwidth"] > 1e9
+    text = out.read_text()
+    assert "| Fraction of that limit |" in text and result["device"] in text
+
+
+def test_unknown_shape_is_refused(tmp_path, capsys):
+    assert main(["bench-shape", "--shape", "3b", "--out", str(tmp_path / "G.md")]) == 2
+    assert "Unknown Gemma 3 size '3b'" in capsys.readouterr().err
+    assert not (tmp_path / "G.md").exists()
+
+
 def test_unknown_peer_is_refused(tmp_path, capsys):
     assert main(["bench", "--quick", "--peers", "vllm", "--out", str(tmp_path / "B.md")]) == 2
     assert "Unknown peer vllm" in capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""`gemma-desk-cli bench-shape`: a Gemma 3 shape with random weights (no checkpoint needed) on
+one device, for the sizes no small model shows: decode and 32K-token prefill speed of the 4B on
+a GPU, and how close decoding comes to the device's memory bandwidth.
+
+Decoding one token reads every weight once (the token table once more, as the output layer) and
+the KV cache it attends, so at bandwidth B no step can take less than bytes / B. B is measured
+here by copying 1 GiB on the device (reading and writing it), the bandwidth a kernel can reach
+in practice; the datasheet's figure is somewhat higher.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from engine.config import ModelConfig, TextConfig, preset
+from engine.device import device_name, pick_device, pick_dtype
+from engine.model import Model
+from engine.text_model import TextModel
+
+
+@dataclass
+class ShapeSizes:
+    decode_prompt: int = 512
+    decode_tokens: int = 128
+    prefill: int = 32768
+    runs: int = 3
+    copy_bytes: int = 1 << 30
+
+
+QUICK_SHAPE = ShapeSizes(decode_prompt=16, decode_tokens=8, prefill=64, runs=1, copy_bytes=1 << 24)
+
+
+def random_model(config: TextConfig, device: torch.device, dtype: torch.dtype) -> Model:
+    """A text model of this shape with random weights, built on the device itself."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        text = TextModel(config)
+    text.requires_grad_(False)
+    text.embed_tokens.weight.normal_(0.0, 0.02)  # the table is left unset by TextModel
+    return Model(ModelConfig(text_config=config), text.to(dtype).eval(), description="random")
+
+
+def copy_bandwidth(device: torch.device, nbytes: int, runs: int = 5) -> float:
+    """Bytes per second read plus written by the best of a few on-device copies."""
+    source = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    target = torch.empty_like(source)
+    best = float("inf")
+    for _ in range(runs):
+        best = min(best, _timed(device, lambda: target.copy_(source)))
+    return 2 * nbytes / best
+
+
+def bytes_per_token(model: Model, context: int) -> int:
+    """What one decode step at `context` tokens reads: every weight once, the token table a
+    second time as the output layer (one row of it as the input), and the keys and values
+    each layer attends (a sliding-window layer at most its window)."""
+    config = model.config.text_config
+    weights = sum(p.numel() * p.element_size() for p in model.text.parameters())
+    table = model.text.embed_tokens.weight
+    weights += table.numel() * table.element_size()
+    per_key = 2 * config.num_key_value_heads * config.head_dim * table.element_size()
+    kv = sum(per_key * (min(context, config.sliding_window) if config.is_sliding(i) else context)
+             for i in range(config.num_hidden_layers))
+    return weights + kv
+
+
+def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
+                  sizes: ShapeSizes) -> dict:
+    """Every figure for one shape on one device; lists hold one value per run."""
+    model = random_model(config, device, dtype)
+    model.stop_ids = frozenset()  # decode a fixed number of tokens
+    prompt = torch.randint(1000, 100_000, (sizes.prefill,),
+                           generator=torch.Generator().manual_seed(1)).tolist()
+    context = sizes.prefill + 256
+    session = model.new_session(context_length=context)
+    decode = []
+    for _ in range(sizes.runs):
+        session.truncate(0)
+        session.prefill(prompt[: sizes.decode_prompt])
+        seconds = _timed(device, lambda: list(session.generate_ids(sizes.decode_tokens)))
+        decode.append(sizes.decode_tokens / seconds)
+    prefill = []
+    for _ in range(sizes.runs):
+        session.truncate(0)
+        prefill.append(sizes.prefill / _timed(device, lambda: session.prefill(prompt)))
+    mean_context = sizes.decode_prompt + sizes.decode_tokens // 2
+    return {"device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
+            "parameters": sum(p.numel() for p in model.text.parameters()),
+            "decode_tps": decode, "prefill_tps": prefill,
+            "bytes_per_token": bytes_per_token(model, mean_context),
+            "copy_bandwidth": copy_bandwidth(device, sizes.copy_bytes),
+            "sizes": asdict(sizes)}
+
+
+def _timed(device: torch.device, action) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    action()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def markdown(shape: str, result: dict) -> str:
+    decode = sorted(result["decode_tps"])[len(result["decode_tps"]) // 2]
+    prefill = sorted(result["prefill_tps"])[len(result["prefill_tps"]) // 2]
+    reached = decode * result["bytes_per_token"]
+    sizes = result["sizes"]
+    return "\n".join([
+        f"# Gemma 3 {shape} shape, random weights, on {result['device']}",
+        "",
+        "Written by `gemma-desk-cli bench-shape`; do not edit by hand. "
+        f"{result['parameters'] / 1e9:.2f}B parameters in {result['dtype']}; "
+        f"the median of {sizes['runs']} run(s) each.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Decode after {sizes['decode_prompt']} tokens (tokens/s) | {decode:.1f} |",
+        f"| Bytes read a token (weights + KV) | {result['bytes_per_token'] / 1e9:.2f} GB |",
+        f"| Bandwidth reached by decoding | {reached / 1e9:.0f} GB/s |",
+        f"| Bandwidth of a {sizes['copy_bytes'] / 2**20:,.0f} MiB on-device copy "
+        f"| {result['copy_bandwidth'] / 1e9:.0f} GB/s |",
+        f"| Fraction of that limit | {reached / result['copy_bandwidth']:.0%} |",
+        f"| Prefill {sizes['prefill']:,} tokens (tokens/s) | {prefill:.0f} |",
+        "",
+    ])
+
+
+def run_shape_bench(shape: str, out: Path, device: str = "auto", quick: bool = False,
+                    log=print) -> dict:
+    config = preset(shape).text_config  # the text decoder only: no images in this bench
+    resolved = pick_device(device)
+    sizes = QUICK_SHAPE if quick else ShapeSizes()
+    log(f"{shape} shape on {device_name(resolved)}: measuring ...")
+    result = measure_shape(config, resolved, pick_dtype(resolved), sizes)
+    out.write_text(markdown(shape, result))
+    out.with_suffix(".json").write_text(json.dumps({"shape": shape, **result}, indent=2) + "\n")
+    return result
