@@ -74,9 +74,9 @@ def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
     """Every figure for one shape on one device; lists hold one value per run."""
     model = random_model(config, device, dtype)
     model.stop_ids = frozenset()  # decode a fixed number of tokens
-    prompt = torch.randint(1000, 100_000, (sizes.prefill,),
+    context = min(sizes.prefill + 256, config.max_position_embeddings)
+    prompt = torch.randint(1000, 100_000, (min(sizes.prefill, context - 1),),
                            generator=torch.Generator().manual_seed(1)).tolist()
-    context = sizes.prefill + 256
     session = model.new_session(context_length=context)
     decode = []
     for _ in range(sizes.runs):
@@ -87,11 +87,11 @@ def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
     prefill = []
     for _ in range(sizes.runs):
         session.truncate(0)
-        prefill.append(sizes.prefill / _timed(device, lambda: session.prefill(prompt)))
+        prefill.append(len(prompt) / _timed(device, lambda: session.prefill(prompt)))
     mean_context = sizes.decode_prompt + sizes.decode_tokens // 2
     return {"device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
             "parameters": sum(p.numel() for p in model.text.parameters()),
-            "decode_tps": decode, "prefill_tps": prefill,
+            "decode_tps": decode, "prefill_tokens": len(prompt), "prefill_tps": prefill,
             "bytes_per_token": bytes_per_token(model, mean_context),
             "copy_bandwidth": copy_bandwidth(device, sizes.copy_bytes),
             "sizes": asdict(sizes)}
@@ -132,7 +132,7 @@ def markdown(shape: str, result: dict) -> str:
         f"| Bandwidth of a {sizes['copy_bytes'] / 2**20:,.0f} MiB on-device copy "
         f"| {result['copy_bandwidth'] / 1e9:.0f} GB/s |",
         f"| Fraction of that limit | {reached / result['copy_bandwidth']:.0%} |",
-        f"| Prefill {sizes['prefill']:,} tokens (tokens/s) | {prefill:.0f} |",
+        f"| Prefill {result['prefill_tokens']:,} tokens (tokens/s) | {prefill:.0f} |",
         "",
     ])
 
