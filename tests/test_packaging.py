@@ -57,6 +57,7 @@ def test_the_build_carries_the_whole_model_and_no_test_packages(build):
     assert not packages & set(LEFT_OUT)
     assert (build / "_internal" / "resources" / "icons" / "gemma-desk-256.png").is_file()
     assert (build / "_internal" / "engine" / "kernels" / "q8.c").is_file()
+    assert (build / "_internal" / "engine" / "kernels" / "q8.h").is_file()
 
 
 def test_the_build_opens_the_way_this_platform_expects(build):

@@ -19,7 +19,9 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("q8.c", "step.c", "layers.c"))
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("q8.c", "q8_rounded.c", "step.c", "layers.c"))
+HEADERS = (Path(__file__).with_name("q8.h"),)
 DISABLE_ENV = "GEMMA_DESK_NO_KERNELS"  # set to 1 to force the stock path (tests, debugging)
 # Tried in order: the first that compiles wins (Apple's clang has no -fopenmp).
 FLAG_SETS = (
@@ -78,7 +80,7 @@ def _cpu_model() -> str:
 
 
 def _library_path(cc: str, flags: list[str]) -> Path:
-    sources = [source.read_text() for source in SOURCES]
+    sources = [source.read_text() for source in (*SOURCES, *HEADERS)]
     key = "\n".join([*sources, cc, " ".join(flags), _cpu_model(), sys.platform])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     suffix = ".dll" if sys.platform == "win32" else ".so"
