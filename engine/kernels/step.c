@@ -297,8 +297,8 @@ int step_attention(const float *q, const float *k, const float *v, int64_t n_kv,
             }
             attend_part(q + h * group * dim, k + h * stride * dim, v + h * stride * dim, group,
                         dim, first, last, positions, oldest, scale,
-                        scores + h * group * keys + first * group,
-                        maxes + p * group, sums + p * group, partial + (h * parts + p) * group * dim);
+                        scores + h * group * keys + first * group, maxes + p * group,
+                        sums + p * group, partial + (h * parts + p) * group * dim);
         }
         for (int64_t g = 0; g < group; g++) { /* merge the parts' partial softmaxes */
             float top = -INFINITY, total = 0.0f;
