@@ -128,6 +128,8 @@ def markdown(report: dict) -> str:
     if skipped:
         lines += ["Not measured:", "", *skipped, ""]
     lines += [
+        "Load: a start after the first (gemma-desk's first start on a machine also compiles "
+        "its kernel and prepares int8 weights, once; the bench does that before measuring). "
         "Prefill: a prompt read into an empty state. Decode: greedy tokens after a "
         f"{report['sizes']['decode_prompt']}-token prompt, stop tokens ignored. First token: "
         "from the request to the first answer token; the follow-up reuses the cached document "
