@@ -38,7 +38,10 @@ class OurEngine:
         self.session.truncate(0)
 
     def prefill(self, ids: list[int]) -> None:
+        from engine.device import synchronize
+
         self.session.prefill(ids)
+        synchronize(self.model.device)  # its last logits may still be queued on a GPU
 
     def decode(self, n: int) -> list[int]:
         return list(self.session.generate_ids(n))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from engine.config import ModelConfig, TextConfig, preset
-from engine.device import device_name, pick_device, pick_dtype
+from engine.device import device_name, pick_device, pick_dtype, synchronize
 from engine.model import Model
 from engine.text_model import TextModel
 
@@ -98,18 +98,11 @@ def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
 
 
 def _timed(device: torch.device, action) -> float:
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     action()
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def markdown(shape: str, result: dict) -> str:

@@ -7,10 +7,10 @@ divided by the bytes of the weights. Schemes:
           embedding/output table included: a quarter of fp32's bytes. Decode steps stream them
           through the C kernel (engine.kernels), every layer of a one-token step in one
           kernel call (engine.quant_step); with AVX-512 VNNI the output layer's products
-          round the final hidden state to int8 groups (kernels/q8.c). Prefill dequantises
-          each matrix to the fastest matrix-product dtype of this CPU. Needs a C compiler
-          and a SIMD branch of the kernel (AVX2 or AVX-512; its plain-C branch is slower
-          than stock bf16), CPU only.
+          round the final hidden state to int8 groups (kernels/q8_rounded.c). Prefill
+          dequantises each matrix to the fastest matrix-product dtype of this CPU. Needs a C
+          compiler and a SIMD branch of the kernel (AVX2 or AVX-512; its plain-C branch is
+          slower than stock bf16), CPU only.
   "bf16"  dense bf16 weights through stock PyTorch: the fallback when the kernel cannot build.
   "none"  the weights as loaded (fp32 on the CPU: the exact parity path).
   "auto"  int8 on the CPU when the kernel builds, else bf16 where its products beat fp32,
@@ -132,7 +132,7 @@ class Int8TiedEmbedding(nn.Module):
     def __init__(self, q: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype):
         super().__init__()
         # see Int8Linear; the output layer's products may round the final hidden state to
-        # int8 groups (kernels/q8.c: faster, and no measurable loss there)
+        # int8 groups (kernels/q8_rounded.c: faster, and no measurable loss there)
         self.matrix = kernels.Int8Matrix(q, scales, rounded=True)
         # Not the table: code that asks for the table's dtype and device (TextModel.embed_scale,
         # Model.__init__) gets the dtype the rest of the model computes in.

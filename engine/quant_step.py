@@ -104,14 +104,12 @@ class FusedDecoder:
     def _embed(self, token: int) -> torch.Tensor:
         """The token's row of the int8 table, times sqrt(hidden) (TextModel.embed's values)."""
         table = self.text.embed_tokens.matrix
-        if not 0 <= token < table.rows:  # the kernel would read past the table
-            raise ValueError(f"token id {token} is outside the vocabulary ({table.rows:,})")
-        x = torch.empty(table.cols)
-        groups = table.cols // kernels.GROUP
-        self.lib.q8_dequantize(table.q.data_ptr() + token * table.cols,
-                               table.scales.data_ptr() + token * groups * 2, 1, table.cols,
-                               x.data_ptr(), 0)
-        return x.mul_(self.embed_scale)
+        try:
+            row = table.dense_row(token)
+        except ValueError:
+            raise ValueError(f"token id {token} is outside the vocabulary "
+                             f"({table.rows:,})") from None
+        return row.mul_(self.embed_scale)
 
     def _layer_table(self):
         if self._layers is None:

@@ -98,6 +98,14 @@ def test_quantize_rounds_like_q8_0_including_zero_and_tiny_groups():
     assert torch.equal(bf16, dense(q, scales).bfloat16())
 
 
+def test_one_row_dequantised_alone_equals_its_row_of_the_whole():
+    matrix = kernels.Int8Matrix(*kernels.quantize(torch.randn(10, 96)))
+    assert torch.equal(matrix.dense_row(7), matrix.dense()[7])
+    for outside in (-1, 10):
+        with pytest.raises(ValueError, match="outside the matrix"):
+            matrix.dense_row(outside)
+
+
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="groups of 32"):
         kernels.quantize(torch.randn(4, 40))

@@ -105,6 +105,16 @@ class Int8Matrix:
         self._matvec(x.data_ptr(), x.numel() // cols, q, scales, rows, cols, y.data_ptr())
         return y
 
+    def dense_row(self, row: int) -> torch.Tensor:
+        """One row in fp32 (an embedding lookup), without indexing tensors."""
+        if not 0 <= row < self.rows:  # the kernel would read past the weights
+            raise ValueError(f"row {row} is outside the matrix's {self.rows:,} rows")
+        out = torch.empty(self.cols)
+        q, scales, _rows, cols = self._weights
+        self._lib.q8_dequantize(q + row * cols, scales + row * (cols // GROUP) * 2, 1, cols,
+                                out.data_ptr(), 0)
+        return out
+
     def dense(self, dtype=torch.float32) -> torch.Tensor:
         return dequantize(self.q, self.scales, dtype, self._lib)
 
