@@ -71,19 +71,25 @@ def bytes_per_token(model: Model, context: int) -> int:
 
 def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
                   sizes: ShapeSizes) -> dict:
-    """Every figure for one shape on one device; lists hold one value per run."""
+    """Every figure for one shape on one device; lists hold one value per run. Decoding is
+    measured with the step the app takes (CUDA graphs on CUDA) and, if that is not the module
+    path, with the module path too."""
     model = random_model(config, device, dtype)
     model.stop_ids = frozenset()  # decode a fixed number of tokens
     context = min(sizes.prefill + 256, config.max_position_embeddings)
     prompt = torch.randint(1000, 100_000, (min(sizes.prefill, context - 1),),
                            generator=torch.Generator().manual_seed(1)).tolist()
     session = model.new_session(context_length=context)
-    decode = []
-    for _ in range(sizes.runs):
-        session.truncate(0)
-        session.prefill(prompt[: sizes.decode_prompt])
-        seconds = _timed(device, lambda: list(session.generate_ids(sizes.decode_tokens)))
-        decode.append(sizes.decode_tokens / seconds)
+    attached = model.text.one_token
+    steps = {"decode_tps": attached, **({"decode_modules_tps": None} if attached else {})}
+    result = {}
+    for key, step in steps.items():
+        model.text.one_token = step
+        _decode_speed(device, session, prompt, sizes)  # graphs are captured here, untimed
+        result[key] = [_decode_speed(device, session, prompt, sizes) for _ in range(sizes.runs)]
+    model.text.one_token = attached
+    if attached is not None:
+        result["step_difference"] = step_difference(model, session, prompt[: sizes.decode_prompt])
     prefill = []
     for _ in range(sizes.runs):
         session.truncate(0)
@@ -91,10 +97,39 @@ def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
     mean_context = sizes.decode_prompt + sizes.decode_tokens // 2
     return {"device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
             "parameters": sum(p.numel() for p in model.text.parameters()),
-            "decode_tps": decode, "prefill_tokens": len(prompt), "prefill_tps": prefill,
+            "step": describe_step(attached), **result,
+            "prefill_tokens": len(prompt), "prefill_tps": prefill,
             "bytes_per_token": bytes_per_token(model, mean_context),
             "copy_bandwidth": copy_bandwidth(device, sizes.copy_bytes),
             "sizes": asdict(sizes)}
+
+
+def _decode_speed(device, session, prompt, sizes: ShapeSizes) -> float:
+    session.truncate(0)
+    session.prefill(prompt[: sizes.decode_prompt])
+    seconds = _timed(device, lambda: list(session.generate_ids(sizes.decode_tokens)))
+    return sizes.decode_tokens / seconds
+
+
+def step_difference(model: Model, session, prompt: list[int]) -> float:
+    """The largest difference between the logits of the attached one-token step and of the
+    module path for the same token, relative to the largest logit. Both store the token's keys
+    at the same place, so one may follow the other."""
+    session.truncate(0)
+    session.prefill(prompt[:-1])
+    attached, logits = model.text.one_token, []
+    for step in (attached, None):
+        model.text.one_token = step
+        hidden = model.forward_chunk(prompt[-1:], len(prompt) - 1, [], [], 0, session.cache)
+        logits.append(model.text.project(hidden[0, -1]))
+    model.text.one_token = attached
+    return float((logits[0] - logits[1]).abs().max() / logits[1].abs().max())
+
+
+def describe_step(step) -> str:
+    if step is None:
+        return "modules"
+    return step.describe() if hasattr(step, "describe") else type(step).__name__
 
 
 def _timed(device: torch.device, action) -> float:
@@ -106,16 +141,15 @@ def _timed(device: torch.device, action) -> float:
 
 
 def markdown(shape: str, result: dict) -> str:
-    decode = sorted(result["decode_tps"])[len(result["decode_tps"]) // 2]
-    prefill = sorted(result["prefill_tps"])[len(result["prefill_tps"]) // 2]
+    decode, prefill = _median(result["decode_tps"]), _median(result["prefill_tps"])
     reached = decode * result["bytes_per_token"]
     sizes = result["sizes"]
-    return "\n".join([
+    lines = [
         f"# Gemma 3 {shape} shape, random weights, on {result['device']}",
         "",
         "Written by `gemma-desk-cli bench-shape`; do not edit by hand. "
         f"{result['parameters'] / 1e9:.2f}B parameters in {result['dtype']}; "
-        f"the median of {sizes['runs']} run(s) each.",
+        f"the median of {sizes['runs']} run(s) each. Decode step: {result['step']}.",
         "",
         "| | |",
         "|---|---|",
@@ -125,9 +159,19 @@ def markdown(shape: str, result: dict) -> str:
         f"| Bandwidth of a {sizes['copy_bytes'] / 2**20:,.0f} MiB on-device copy "
         f"| {result['copy_bandwidth'] / 1e9:.0f} GB/s |",
         f"| Fraction of that limit | {reached / result['copy_bandwidth']:.0%} |",
-        f"| Prefill {result['prefill_tokens']:,} tokens (tokens/s) | {prefill:.0f} |",
-        "",
-    ])
+    ]
+    if "decode_modules_tps" in result:
+        lines += [
+            f"| Decode with the module path instead (tokens/s) "
+            f"| {_median(result['decode_modules_tps']):.1f} |",
+            f"| Largest logit difference, step against modules | {result['step_difference']:.1e} |",
+        ]
+    lines += [f"| Prefill {result['prefill_tokens']:,} tokens (tokens/s) | {prefill:.0f} |", ""]
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def run_shape_bench(shape: str, out: Path, device: str = "auto", quick: bool = False,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from engine import graph_step
 from engine.config import ModelConfig
 from engine.errors import EngineError
 from engine.kv_cache import KVCache, chunk_masks
@@ -30,6 +31,7 @@ class Model:
         self.forbidden_ids = self._forbidden_ids()  # never emitted
         self.stop_ids = self._stop_ids()
         self._encoded: OrderedDict[str, torch.Tensor] = OrderedDict()
+        graph_step.attach(text)  # on CUDA: decode steps replayed from CUDA graphs
 
     def describe(self) -> str:
         return self.description or (self.source.name if self.source else "Gemma 3")

@@ -38,7 +38,9 @@ class Rotary:
         self.inv_freq = 1.0 / (theta**exponents) / scale
 
     def __call__(self, positions: torch.Tensor, dtype: torch.dtype):
-        freqs = positions.float()[:, None] * self.inv_freq.to(positions.device)[None, :]
+        if self.inv_freq.device != positions.device:  # moved once: a step captured in a CUDA
+            self.inv_freq = self.inv_freq.to(positions.device)  # graph may copy nothing
+        freqs = positions.float()[:, None] * self.inv_freq[None, :]
         angles = torch.cat([freqs, freqs], dim=-1)
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
@@ -133,8 +135,8 @@ class TextModel(nn.Module):
         hd = config.head_dim
         self.rope_local = Rotary(hd, config.rope_local_base_freq, 1.0)
         self.rope_global = Rotary(hd, config.rope_theta, config.rope_scaling_factor)
-        self.one_token = None  # a faster decode step set by engine.quant (int8 on the CPU)
-        # (Model.forward_chunk hands it one-token calls with a cache)
+        self.one_token = None  # a faster decode step: engine.quant's on the CPU (int8),
+        # engine.graph_step's on CUDA (Model.forward_chunk hands it one-token calls with a cache)
 
     @property
     def embed_scale(self) -> torch.Tensor:
