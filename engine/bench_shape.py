@@ -2,8 +2,8 @@
 one device, for the sizes no small model shows: decode and 32K-token prefill speed of the 4B on
 a GPU, and how close decoding comes to the device's memory bandwidth.
 
-Decoding one token reads every weight once (the token table once more, as the output layer) and
-the KV cache it attends, so at bandwidth B no step can take less than bytes / B. B is measured
+Decoding one token reads every weight once (the tied token table as the output layer), one row
+of the table as its input, and the KV cache it attends, so at bandwidth B no step can take less than bytes / B. B is measured
 here by copying 1 GiB on the device (reading and writing it), the bandwidth a kernel can reach
 in practice; the datasheet's figure is somewhat higher.
 """
@@ -56,13 +56,13 @@ def copy_bandwidth(device: torch.device, nbytes: int, runs: int = 5) -> float:
 
 
 def bytes_per_token(model: Model, context: int) -> int:
-    """What one decode step at `context` tokens reads: every weight once, the token table a
-    second time as the output layer (one row of it as the input), and the keys and values
-    each layer attends (a sliding-window layer at most its window)."""
+    """What one decode step at `context` tokens reads: every weight once (the tied token
+    table as the output layer) plus the one row of it that is the input, and the keys and
+    values each layer attends (a sliding-window layer at most its window)."""
     config = model.config.text_config
     weights = sum(p.numel() * p.element_size() for p in model.text.parameters())
     table = model.text.embed_tokens.weight
-    weights += table.numel() * table.element_size()
+    weights += table.shape[1] * table.element_size()
     per_key = 2 * config.num_key_value_heads * config.head_dim * table.element_size()
     kv = sum(per_key * (min(context, config.sliding_window) if config.is_sliding(i) else context)
              for i in range(config.num_hidden_layers))

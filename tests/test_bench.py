@@ -34,8 +34,8 @@ def test_quick_shape_bench_measures_decode_against_the_bandwidth(tmp_path):
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["shape"] == "270m" and result["dtype"] == "float32"
     assert 0.25e9 < result["parameters"] < 0.3e9
-    # fp32: every weight (4 bytes) once, the 262,144 x 640 table twice over, plus the KV
-    assert 1.7e9 < result["bytes_per_token"] < 1.8e9
+    # fp32: every weight (4 bytes) once, the 262,144 x 640 table among them, plus a little KV
+    assert 4 * result["parameters"] < result["bytes_per_token"] < 4.02 * result["parameters"]
     assert result["decode_tps"][0] > 0 and result["prefill_tps"][0] > 0
     assert result["copy_bandwidth"] > 1e9
     text = out.read_text()
