@@ -82,6 +82,8 @@ class Sidebar(QFrame):
         self.empty.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         for page in (self.list, self.results, self.empty):
             self.pages.addWidget(page)
+        for page in (self.list, self.results):  # long titles are elided, never scrolled to
+            page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         box.addWidget(self.pages, 1)
         self._timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._timer.timeout.connect(self.run_search)

@@ -12,6 +12,7 @@ from app.conversation_list_model import (
     PinnedRole,
     UpdatedRole,
 )
+from app.sidebar import Sidebar
 from app.store import Store
 
 
@@ -58,3 +59,15 @@ def test_refresh_follows_pins_renames_folders_and_deletes(qtbot, store):
     store.delete_conversation(b.id)
     model.refresh()
     assert model.rowCount() == 0
+
+
+def test_a_long_title_gives_the_chat_list_no_sideways_scroll_bar(qtbot, store):
+    store.create_conversation("Summarise this file in three bullet points, then compare them")
+    sidebar = Sidebar(store)
+    qtbot.addWidget(sidebar)
+    sidebar.resize(265, 400)
+    sidebar.show()
+    sidebar.refresh()
+    qtbot.waitExposed(sidebar)
+    assert sidebar.list.visualRect(sidebar.chats.index(0)).width() > sidebar.list.width()
+    assert not sidebar.list.horizontalScrollBar().isVisible()
