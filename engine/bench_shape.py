@@ -3,9 +3,9 @@ one device, for the sizes no small model shows: decode and 32K-token prefill spe
 a GPU, and how close decoding comes to the device's memory bandwidth.
 
 Decoding one token reads every weight once (the tied token table as the output layer), one row
-of the table as its input, and the KV cache it attends, so at bandwidth B no step can take less than bytes / B. B is measured
-here by copying 1 GiB on the device (reading and writing it), the bandwidth a kernel can reach
-in practice; the datasheet's figure is somewhat higher.
+of the table as its input, and the KV cache it attends, so at bandwidth B no step can take less
+than bytes / B. B is measured here by copying 1 GiB on the device (reading and writing it), the
+bandwidth a kernel can reach in practice; the datasheet's figure is somewhat higher.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from torch import nn
 from engine import kernels, quant_cache
 from engine.device import cpu_flags
 from engine.quant_step import FusedDecoder
-from engine.text_model import RMSNorm
+from engine.text_model import RMSNorm, rms_norm
 
 SCHEMES = ("int8", "bf16", "none")
 STREAM_TOKENS = 4  # up to this many tokens a call streams int8 weights; more take a GEMM
@@ -169,9 +169,7 @@ class KernelRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and x.is_contiguous() and not self.weight.is_meta:
             return kernels.rmsnorm(x, self.weight, self.eps)
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (xf * self.weight).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class HalfLinear(nn.Module):
