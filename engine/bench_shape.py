@@ -19,6 +19,7 @@ import torch
 
 from engine.config import ModelConfig, TextConfig, preset
 from engine.device import device_name, pick_device, pick_dtype, synchronize
+from engine.graph_step import GraphDecoder
 from engine.model import Model
 from engine.text_model import TextModel
 
@@ -70,26 +71,15 @@ def bytes_per_token(model: Model, context: int) -> int:
 
 
 def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
-                  sizes: ShapeSizes) -> dict:
-    """Every figure for one shape on one device; lists hold one value per run. Decoding is
-    measured with the step the app takes (CUDA graphs on CUDA) and, if that is not the module
-    path, with the module path too."""
+                  sizes: ShapeSizes, compile_step: bool = False) -> dict:
+    """Every figure for one shape on one device; lists hold one value per run."""
     model = random_model(config, device, dtype)
     model.stop_ids = frozenset()  # decode a fixed number of tokens
     context = min(sizes.prefill + 256, config.max_position_embeddings)
     prompt = torch.randint(1000, 100_000, (min(sizes.prefill, context - 1),),
                            generator=torch.Generator().manual_seed(1)).tolist()
     session = model.new_session(context_length=context)
-    attached = model.text.one_token
-    steps = {"decode_tps": attached, **({"decode_modules_tps": None} if attached else {})}
-    result = {}
-    for key, step in steps.items():
-        model.text.one_token = step
-        _decode_speed(device, session, prompt, sizes)  # graphs are captured here, untimed
-        result[key] = [_decode_speed(device, session, prompt, sizes) for _ in range(sizes.runs)]
-    model.text.one_token = attached
-    if attached is not None:
-        result["step_difference"] = step_difference(model, session, prompt[: sizes.decode_prompt])
+    decode = decode_variants(model, session, prompt, sizes, compile_step)
     prefill = []
     for _ in range(sizes.runs):
         session.truncate(0)
@@ -97,11 +87,35 @@ def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
     mean_context = sizes.decode_prompt + sizes.decode_tokens // 2
     return {"device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
             "parameters": sum(p.numel() for p in model.text.parameters()),
-            "step": describe_step(attached), **result,
+            "step": describe_step(model.text.one_token), **decode,
             "prefill_tokens": len(prompt), "prefill_tps": prefill,
             "bytes_per_token": bytes_per_token(model, mean_context),
             "copy_bandwidth": copy_bandwidth(device, sizes.copy_bytes),
             "sizes": asdict(sizes)}
+
+
+def decode_variants(model: Model, session, prompt: list[int], sizes: ShapeSizes,
+                    compile_step: bool) -> dict:
+    """Decode speed with the step the app takes (CUDA graphs on CUDA); where that is not the
+    module path, with the module path too, and if asked with the step compiled first. Each
+    step other than the modules' also gets its largest logit difference to them."""
+    attached = model.text.one_token
+    variants = {"decode_tps": attached}
+    if attached is not None:
+        variants["decode_modules_tps"] = None
+    if compile_step and isinstance(attached, GraphDecoder):
+        variants["decode_compiled_tps"] = GraphDecoder(model.text, attached.capture,
+                                                       compile=True)
+    device, result = model.device, {}
+    for key, step in variants.items():
+        model.text.one_token = step
+        _decode_speed(device, session, prompt, sizes)  # captures or compiles, untimed
+        result[key] = [_decode_speed(device, session, prompt, sizes) for _ in range(sizes.runs)]
+        if step is not None:  # at a position of the same key bucket as the decoding's
+            result[key.replace("_tps", "_difference")] = step_difference(
+                model, session, prompt[: sizes.decode_prompt + 1])
+    model.text.one_token = attached
+    return result
 
 
 def _decode_speed(device, session, prompt, sizes: ShapeSizes) -> float:
@@ -112,7 +126,7 @@ def _decode_speed(device, session, prompt, sizes: ShapeSizes) -> float:
 
 
 def step_difference(model: Model, session, prompt: list[int]) -> float:
-    """The largest difference between the logits of the attached one-token step and of the
+    """The largest difference between the logits of the model's one-token step and of the
     module path for the same token, relative to the largest logit. Both store the token's keys
     at the same place, so one may follow the other."""
     session.truncate(0)
@@ -164,7 +178,15 @@ def markdown(shape: str, result: dict) -> str:
         lines += [
             f"| Decode with the module path instead (tokens/s) "
             f"| {_median(result['decode_modules_tps']):.1f} |",
-            f"| Largest logit difference, step against modules | {result['step_difference']:.1e} |",
+            f"| Largest logit difference, step against modules "
+            f"| {result['decode_difference']:.1e} |",
+        ]
+    if "decode_compiled_tps" in result:
+        lines += [
+            f"| Decode with the step compiled (torch.compile) first (tokens/s) "
+            f"| {_median(result['decode_compiled_tps']):.1f} |",
+            f"| Largest logit difference, compiled step against modules "
+            f"| {result['decode_compiled_difference']:.1e} |",
         ]
     lines += [f"| Prefill {result['prefill_tokens']:,} tokens (tokens/s) | {prefill:.0f} |", ""]
     return "\n".join(lines)
@@ -175,12 +197,12 @@ def _median(values: list[float]) -> float:
 
 
 def run_shape_bench(shape: str, out: Path, device: str = "auto", quick: bool = False,
-                    log=print) -> dict:
+                    compile_step: bool = False, log=print) -> dict:
     config = preset(shape).text_config  # the text decoder only: no images in this bench
     resolved = pick_device(device)
     sizes = QUICK_SHAPE if quick else ShapeSizes()
     log(f"{shape} shape on {device_name(resolved)}: measuring ...")
-    result = measure_shape(config, resolved, pick_dtype(resolved), sizes)
+    result = measure_shape(config, resolved, pick_dtype(resolved), sizes, compile_step)
     out.write_text(markdown(shape, result))
     out.with_suffix(".json").write_text(json.dumps({"shape": shape, **result}, indent=2) + "\n")
     return result

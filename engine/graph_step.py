@@ -20,6 +20,7 @@ import torch
 
 DEVICES = {"cuda"}  # the device types that get this step (tests add "cpu" to run it eagerly)
 KEY_BUCKET_MIN = 256
+COMPILE_BACKEND = "inductor"  # for GraphDecoder(compile=True); tests trace with "eager"
 WARMUP_RUNS = 3  # eager runs before a capture, as torch.cuda.graphs asks (lazy inits, cuBLAS)
 
 
@@ -33,8 +34,10 @@ def attach(text) -> None:
 class GraphDecoder:
     """Model.forward_chunk hands it one-token calls with a cache, like engine.quant_step's."""
 
-    def __init__(self, text, capture: bool):
-        self.text, self.capture = text, capture
+    def __init__(self, text, capture: bool, compile: bool = False):
+        """compile: each bucket's step goes through torch.compile before it is captured (fewer,
+        fused kernels; minutes of compiling per bucket, so only bench-shape asks for it)."""
+        self.text, self.capture, self.compile = text, capture, compile
         weight = text.embed_tokens.weight
         self.vocab, self.window = weight.shape[0], text.config.sliding_window
         self.token = torch.zeros(1, dtype=torch.long, device=weight.device)
@@ -44,11 +47,12 @@ class GraphDecoder:
         self._cache, self._steps, self._pool = None, {}, None
 
     def describe(self) -> str:
+        kind = "compiled fixed-shape step" if self.compile else "fixed-shape step"
         if not self.capture:
-            return "fixed-shape step, eager"
+            return kind
         if self.unavailable is None:
-            return "CUDA graphs"
-        return f"fixed-shape step, eager (capturing failed: {self.unavailable})"
+            return f"{kind} in CUDA graphs"
+        return f"{kind} without graphs (capturing failed: {self.unavailable})"
 
     @torch.inference_mode()
     def step(self, token: int, start: int, cache) -> torch.Tensor:
@@ -76,6 +80,9 @@ class GraphDecoder:
             self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         if keys not in self._steps:
             function = self._step_function(cache, keys)
+            if self.compile:
+                function = torch.compile(function, fullgraph=True, dynamic=False,
+                                         backend=COMPILE_BACKEND)
             self._steps[keys] = self._captured(function) if self.capture else function
         return self._steps[keys]
 

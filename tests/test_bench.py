@@ -42,17 +42,22 @@ def test_quick_shape_bench_measures_decode_against_the_bandwidth(tmp_path):
     assert "| Fraction of that limit |" in text and result["device"] in text
 
 
-def test_shape_bench_compares_an_attached_step_with_the_modules(tmp_path, monkeypatch):
+def test_shape_bench_holds_the_attached_and_compiled_steps_to_the_modules(tmp_path, monkeypatch):
     """On CUDA the graph step is attached; here it runs eagerly on the CPU in its place."""
     monkeypatch.setattr(graph_step, "DEVICES", {"cpu"})
     out = tmp_path / "GPU.md"
-    assert main(["bench-shape", "--shape", "270m", "--quick", "--device", "cpu",
+    monkeypatch.setattr(graph_step, "COMPILE_BACKEND", "eager")  # traced, not compiled
+    assert main(["bench-shape", "--shape", "270m", "--quick", "--device", "cpu", "--compile",
                  "--out", str(out)]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
-    assert result["step"] == "fixed-shape step, eager"
-    assert result["decode_tps"][0] > 0 and result["decode_modules_tps"][0] > 0
-    assert 0 <= result["step_difference"] < 1e-4  # fp32: the same arithmetic
-    assert "| Decode with the module path instead (tokens/s) |" in out.read_text()
+    assert result["step"] == "fixed-shape step"
+    for variant in ("decode", "decode_modules", "decode_compiled"):
+        assert result[f"{variant}_tps"][0] > 0
+    for variant in ("decode", "decode_compiled"):  # fp32: the same arithmetic
+        assert 0 <= result[f"{variant}_difference"] < 1e-4
+    text = out.read_text()
+    assert "| Decode with the module path instead (tokens/s) |" in text
+    assert "| Decode with the step compiled (torch.compile) first (tokens/s) |" in text
 
 
 def test_unknown_shape_is_refused(tmp_path, capsys):
