@@ -107,8 +107,8 @@ class GraphDecoder:
             ring_slot = self.position % cache.ring_size
             held = cache.slot_pos[:ring_keys]  # the ring's positions, -1 where empty
             local = (held >= 0) & (held <= self.position) & (held > self.position - self.window)
-            masks = {True: local.view(1, 1, 1, ring_keys),
-                     False: (slots <= self.position).view(1, 1, 1, keys)}
+            masks = {True: _additive(local.view(1, 1, 1, ring_keys), x.dtype),
+                     False: _additive((slots <= self.position).view(1, 1, 1, keys), x.dtype)}
             for layer, layer_cache in zip(text.layers, cache.layers):
                 sliding = layer.sliding
                 writer = _SlotWriter(layer_cache, ring_slot if sliding else self.position,
@@ -117,6 +117,13 @@ class GraphDecoder:
             return text.norm(x)
 
         return run
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask as the 0 / -inf bias attention adds: made once a step, not converted
+    again by every layer's attention (two kernels each)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+        ~allowed, float("-inf"))
 
 
 class _SlotWriter:
