@@ -85,9 +85,6 @@ class Int8Matrix:
     step makes over a hundred of these calls. `rounded`: products may round the activations
     to int8 groups where that is faster (see activation_bits)."""
 
-    format = 0  # kernels/layers.c's tag for it
-    high = None  # Q5Matrix's fifth bits; none here
-
     def __init__(self, q: torch.Tensor, scales: torch.Tensor, lib=None, rounded: bool = False):
         self.rows, self.cols = _check(q, scales)
         self.q, self.scales = q, scales  # held: the pointers below point into them
@@ -124,15 +121,6 @@ class Int8Matrix:
     def rows_slice(self, start: int, end: int) -> Int8Matrix:
         return Int8Matrix(self.q[start:end], self.scales[start:end], self._lib, self._rounded)
 
-    @property
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        return self.q, self.scales
-
-
-def weight_matrix(tensors: tuple[torch.Tensor, ...], lib=None):
-    """The matrix a prepared tuple holds: (int8, scales) or Q5_0's (nibbles, high, scales)."""
-    return Int8Matrix(*tensors, lib) if len(tensors) == 2 else Q5Matrix(*tensors, lib)
-
 
 def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, lib=None) -> torch.Tensor:
     """Gemma's RMSNorm of contiguous fp32 rows (weight holds 1 + w), in one call."""
@@ -143,78 +131,3 @@ def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, lib=None) -> torc
     (lib or library()).step_rmsnorm(x.data_ptr(), x.numel() // dim, dim, weight.data_ptr(), eps,
                                     out.data_ptr())
     return out
-
-
-# -- GGUF Q5_0, kept as the file holds it (kernels/q5.c) -------------------------------------
-
-Q5_0_BLOCK = 22  # bytes per group of 32: fp16 scale, 32 fifth bits, 16 bytes of nibbles
-
-
-def q5_fast(lib=None) -> bool:
-    """Does this build multiply Q5_0 weights faster than int8 (AVX-512 VNNI)?"""
-    lib = lib or library()
-    return lib is not None and bool(lib.q5_fast())
-
-
-def split_q5_0(blocks: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, ...]:
-    """GGUF Q5_0 blocks (uint8 [rows * cols / 32, 22]) -> (nibbles, high bits, scales)."""
-    groups = cols // GROUP
-    scales = blocks[:, :2].contiguous().view(torch.float16).reshape(rows, groups)
-    high = blocks[:, 2:6].contiguous().view(torch.int32).reshape(rows, groups)
-    nibbles = blocks[:, 6:].contiguous().reshape(rows, cols // 2)
-    return nibbles, high, scales
-
-
-class Q5Matrix:
-    """Q5_0 weights: nibbles uint8 [rows, cols / 2], fifth bits int32 [rows, cols / 32] and fp16
-    scales [rows, cols / 32]; the same calls as Int8Matrix."""
-
-    format = 1
-
-    def __init__(self, nibbles: torch.Tensor, high: torch.Tensor, scales: torch.Tensor,
-                 lib=None):
-        rows, half = nibbles.shape
-        self.rows, self.cols = rows, half * 2
-        groups = (rows, self.cols // GROUP)
-        tensors = (nibbles, high, scales)
-        if (nibbles.dtype, high.dtype, scales.dtype) != (torch.uint8, torch.int32, torch.float16) \
-                or tuple(high.shape) != groups or tuple(scales.shape) != groups \
-                or self.cols % GROUP or self.cols > MAX_COLS:
-            raise ValueError(f"Q5_0 weights {rows}x{self.cols} need uint8 nibbles and int32 "
-                             "fifth bits and fp16 scales per group of 32")
-        if not all(t.is_contiguous() and t.device.type == "cpu" for t in tensors):
-            raise ValueError("Q5_0 weights must be contiguous CPU tensors")
-        self.q, self.high, self.scales = tensors  # held: the kernels read them by address
-        self._lib = lib or library()
-
-    @property
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        return self.q, self.high, self.scales
-
-    def matvec(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., cols] -> fp32 [..., rows]: every leading position is one token."""
-        if x.dtype != torch.float32 or not x.is_contiguous():
-            x = x.to(torch.float32).contiguous()
-        if x.shape[-1] != self.cols:
-            raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit weights "
-                             f"{self.rows}x{self.cols}")
-        y = torch.empty(*x.shape[:-1], self.rows, dtype=torch.float32)
-        if self._lib.q5_matvec(x.data_ptr(), x.numel() // self.cols, *self._pointers(),
-                               self.rows, self.cols, y.data_ptr()):
-            raise MemoryError("no memory left to round the activations of a Q5_0 product")
-        return y
-
-    def dense(self, dtype=torch.float32) -> torch.Tensor:
-        """The dense weights in fp32 or bf16 (for prefill's matrix products)."""
-        if dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"Q5_0 weights dequantise to float32 or bfloat16, not {dtype}")
-        out = torch.empty(self.rows, self.cols, dtype=dtype)
-        self._lib.q5_dequantize(*self._pointers(), self.rows, self.cols, out.data_ptr(),
-                                int(dtype == torch.bfloat16))
-        return out
-
-    def rows_slice(self, start: int, end: int) -> Q5Matrix:
-        return Q5Matrix(*(t[start:end] for t in self.tensors), self._lib)
-
-    def _pointers(self) -> tuple[int, int, int]:
-        return self.q.data_ptr(), self.high.data_ptr(), self.scales.data_ptr()

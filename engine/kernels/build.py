@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("q8.c", "q8_rounded.c", "q5.c", "step.c", "layers.c"))
+                for name in ("q8.c", "q8_rounded.c", "step.c", "layers.c"))
 HEADERS = (Path(__file__).with_name("q8.h"),)
 DISABLE_ENV = "GEMMA_DESK_NO_KERNELS"  # set to 1 to force the stock path (tests, debugging)
 # Tried in order: the first that compiles wins (Apple's clang has no -fopenmp).
@@ -36,9 +36,6 @@ _SIGNATURES = {
     "q8_matvec_rounded": [_POINTER, _INT64, _POINTER, _POINTER, _INT64, _INT64, _POINTER],
     "q8_dequantize": [_POINTER, _POINTER, _INT64, _INT64, _POINTER, _INT],
     "q8_quantize": [_POINTER, _INT64, _INT64, _POINTER, _POINTER],
-    "q5_matvec": [_POINTER, _INT64, _POINTER, _POINTER, _POINTER, _INT64, _INT64, _POINTER],
-    "q5_dequantize": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _POINTER, _INT],
-    "q5_fast": [],
     "q8_simd_bits": [],
     "q8_activation_bits": [],
     "step_rmsnorm": [_POINTER, _INT64, _INT64, _POINTER, _FLOAT, _POINTER],
@@ -52,9 +49,8 @@ _SIGNATURES = {
     "step_attention": [_POINTER, _POINTER, _POINTER, _INT64, _INT64, _INT64, _INT64, _INT64,
                        _POINTER, _INT64, _FLOAT, _POINTER],
 }
-_RESULTS = {"q5_matvec": _INT, "q5_fast": _INT, "q8_simd_bits": _INT,
-            "q8_activation_bits": _INT, "step_attention": _INT, "step_layers": _INT,
-            "step_scratch_floats": _INT64}
+_RESULTS = {"q8_simd_bits": _INT, "q8_activation_bits": _INT, "step_attention": _INT,
+            "step_layers": _INT, "step_scratch_floats": _INT64}
 
 
 def compiler() -> str | None:

@@ -15,6 +15,22 @@
 
 #define LANES 16
 
+static inline float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t float_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* IEEE half -> float without branches on the hot path, so the loop over scales vectorises. */
+static inline float half_to_float(uint16_t h)
+{
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    const float normal = bits_to_float((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float subnormal = bits_to_float((two_w >> 17) | (126u << 23)) - 0.5f;
+    const uint32_t magnitude = two_w < (1u << 27) ? float_to_bits(subnormal)
+                                                  : float_to_bits(normal);
+    return bits_to_float(sign | magnitude);
+}
+
 static inline uint16_t float_to_half(float f)
 {
     /* Round to nearest even through the float unit: scale into the half range, add the
@@ -32,6 +48,13 @@ static inline uint16_t float_to_half(float f)
     const uint32_t mantissa_bits = bits & 0x00000FFFu;
     const uint32_t nonsign = exp_bits + mantissa_bits;
     return (uint16_t)((sign >> 16) | (shl1 > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+static inline uint16_t float_to_bf16(float f)
+{
+    uint32_t u = float_to_bits(f);
+    u += 0x7FFFu + ((u >> 16) & 1u); /* round to nearest even */
+    return (uint16_t)(u >> 16);
 }
 
 /* Each branch has row_scales (a row's fp16 scales as floats, converted many at a time rather
