@@ -20,7 +20,9 @@ import torch
 from engine.config import ModelConfig, TextConfig, preset
 from engine.device import device_name, pick_device, pick_dtype, synchronize
 from engine.graph_step import GraphDecoder
+from engine.memory import text_params
 from engine.model import Model
+from engine.quant import quantize_for_inference
 from engine.text_model import TextModel
 
 
@@ -57,23 +59,28 @@ def copy_bandwidth(device: torch.device, nbytes: int, runs: int = 5) -> float:
 
 
 def bytes_per_token(model: Model, context: int) -> int:
-    """What one decode step at `context` tokens reads: every weight once (the tied token
-    table as the output layer) plus the one row of it that is the input, and the keys and
-    values each layer attends (a sliding-window layer at most its window)."""
+    """What one decode step at `context` tokens reads: every weight once as it is stored (the
+    tied token table as the output layer; the one row of it that is the input is left out, a
+    few kilobytes), and the keys and values each layer attends (a sliding-window layer at most
+    its window)."""
     config = model.config.text_config
-    weights = sum(p.numel() * p.element_size() for p in model.text.parameters())
-    table = model.text.embed_tokens.weight
-    weights += table.shape[1] * table.element_size()
-    per_key = 2 * config.num_key_value_heads * config.head_dim * table.element_size()
+    text = model.text
+    weights = sum(t.nbytes for t in (*text.parameters(), *text.buffers()))
+    weights += sum(m.matrix.q.nbytes + m.matrix.scales.nbytes
+                   for m in text.modules() if hasattr(m, "matrix"))  # int8 on the CPU
+    per_key = 2 * config.num_key_value_heads * config.head_dim * model.dtype.itemsize
     kv = sum(per_key * (min(context, config.sliding_window) if config.is_sliding(i) else context)
              for i in range(config.num_hidden_layers))
     return weights + kv
 
 
 def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
-                  sizes: ShapeSizes, compile_step: bool = False) -> dict:
-    """Every figure for one shape on one device; lists hold one value per run."""
+                  sizes: ShapeSizes, compile_step: bool = False,
+                  quantization: str = "auto") -> dict:
+    """Every figure for one shape on one device; lists hold one value per run. The weights are
+    quantised as the app's loader would ("auto": int8 on the CPU, as they are on a GPU)."""
     model = random_model(config, device, dtype)
+    applied = quantize_for_inference(model, quantization)
     model.stop_ids = frozenset()  # decode a fixed number of tokens
     context = min(sizes.prefill + 256, config.max_position_embeddings)
     prompt = torch.randint(1000, 100_000, (min(sizes.prefill, context - 1),),
@@ -86,7 +93,7 @@ def measure_shape(config: TextConfig, device: torch.device, dtype: torch.dtype,
         prefill.append(len(prompt) / _timed(device, lambda: session.prefill(prompt)))
     mean_context = sizes.decode_prompt + sizes.decode_tokens // 2
     return {"device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
-            "parameters": sum(p.numel() for p in model.text.parameters()),
+            "quantization": applied, "parameters": text_params(config),
             "step": describe_step(model.text.one_token), **decode,
             "prefill_tokens": len(prompt), "prefill_tps": prefill,
             "bytes_per_token": bytes_per_token(model, mean_context),
@@ -162,7 +169,8 @@ def markdown(shape: str, result: dict) -> str:
         f"# Gemma 3 {shape} shape, random weights, on {result['device']}",
         "",
         "Written by `gemma-desk-cli bench-shape`; do not edit by hand. "
-        f"{result['parameters'] / 1e9:.2f}B parameters in {result['dtype']}; "
+        f"{result['parameters'] / 1e9:.2f}B parameters in {result['dtype']}, "
+        f"quantisation {result['quantization']}; "
         f"the median of {sizes['runs']} run(s) each. Decode step: {result['step']}.",
         "",
         "| | |",
@@ -197,12 +205,13 @@ def _median(values: list[float]) -> float:
 
 
 def run_shape_bench(shape: str, out: Path, device: str = "auto", quick: bool = False,
-                    compile_step: bool = False, log=print) -> dict:
+                    compile_step: bool = False, quantization: str = "auto", log=print) -> dict:
     config = preset(shape).text_config  # the text decoder only: no images in this bench
     resolved = pick_device(device)
     sizes = QUICK_SHAPE if quick else ShapeSizes()
     log(f"{shape} shape on {device_name(resolved)}: measuring ...")
-    result = measure_shape(config, resolved, pick_dtype(resolved), sizes, compile_step)
+    result = measure_shape(config, resolved, pick_dtype(resolved), sizes, compile_step,
+                           quantization)
     out.write_text(markdown(shape, result))
     out.with_suffix(".json").write_text(json.dumps({"shape": shape, **result}, indent=2) + "\n")
     return result

@@ -70,6 +70,9 @@ class FusedDecoder:
         self._layers = None  # built at the first step: a loader assigns the norms after this
         self._caches, self._pointers = None, None
 
+    def describe(self) -> str:
+        return "int8 layers fused in C"
+
     @staticmethod
     def supports(config, dtype: torch.dtype) -> bool:
         heads_per_kv = config.num_attention_heads // config.num_key_value_heads

@@ -34,8 +34,10 @@ def test_quick_shape_bench_measures_decode_against_the_bandwidth(tmp_path):
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["shape"] == "270m" and result["dtype"] == "float32"
     assert 0.25e9 < result["parameters"] < 0.3e9
-    # fp32: every weight (4 bytes) once, the 262,144 x 640 table among them, plus a little KV
-    assert 4 * result["parameters"] < result["bytes_per_token"] < 4.02 * result["parameters"]
+    # int8, as the app runs on the CPU: every weight once in 34 bytes a group of 32 (the
+    # 262,144 x 640 table among them), fp32 norms, a little KV
+    assert result["quantization"] == "int8"
+    assert 34 / 32 < result["bytes_per_token"] / result["parameters"] < 1.07
     assert result["decode_tps"][0] > 0 and result["prefill_tps"][0] > 0
     assert result["copy_bandwidth"] > 1e9
     text = out.read_text()
@@ -48,9 +50,11 @@ def test_shape_bench_holds_the_attached_and_compiled_steps_to_the_modules(tmp_pa
     out = tmp_path / "GPU.md"
     monkeypatch.setattr(graph_step, "COMPILE_BACKEND", "eager")  # traced, not compiled
     assert main(["bench-shape", "--shape", "270m", "--quick", "--device", "cpu", "--compile",
-                 "--out", str(out)]) == 0
+                 "--quantization", "none", "--out", str(out)]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
-    assert result["step"] == "fixed-shape step"
+    assert result["step"] == "fixed-shape step" and result["quantization"] == "none"
+    # fp32: every weight (4 bytes) once, plus a little KV
+    assert 4 < result["bytes_per_token"] / result["parameters"] < 4.02
     for variant in ("decode", "decode_modules", "decode_compiled"):
         assert result[f"{variant}_tps"][0] > 0
     for variant in ("decode", "decode_compiled"):  # fp32: the same arithmetic
