@@ -1,15 +1,15 @@
 """One-token decode steps on CUDA, replayed from CUDA graphs.
 
-Eagerly, a step of the 4B launches about a thousand small kernels (34 layers of some thirty),
-and at a few microseconds a launch that takes longer than reading its 8 GB of weights on a
-modern GPU. So the step is written here with fixed shapes: the token and its position live in
-device tensors, keys and values are stored with index_copy_ at a slot computed on the device,
-and attention covers a fixed number of cache slots with a mask built on the device. Such a step
-can be captured once and then replayed with one launch a token.
+Eagerly, a step of the 4B launches a thousand or more small kernels (34 layers of thirty and
+more), and at a few microseconds a launch, launching takes longer than reading the 8 GB of
+weights does on a modern GPU. So the step is written here with fixed shapes: the token and its
+position live in device tensors, keys and values are stored with index_copy_ at a slot
+computed on the device, and attention covers a fixed number of cache slots with a mask built on
+the device. Such a step can be captured once and then replayed with one launch a token.
 
 Keys are attended in buckets, powers of two from KEY_BUCKET_MIN, one graph per bucket, so a
-short chat does not read its whole context's cache every token. On other devices the same
-step runs eagerly (the tests hold it to TextModel.forward on the CPU).
+short chat does not read its whole context's cache every token. The tests also run the step
+eagerly on the CPU and hold it to TextModel.forward there.
 """
 
 from __future__ import annotations
