@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -205,10 +205,18 @@ def _median(values: list[float]) -> float:
 
 
 def run_shape_bench(shape: str, out: Path, device: str = "auto", quick: bool = False,
-                    compile_step: bool = False, quantization: str = "auto", log=print) -> dict:
+                    compile_step: bool = False, quantization: str = "auto",
+                    prefill: int | None = None, log=print) -> dict:
+    """prefill: the prompt's length for the prefill figure, if not the sizes' own (32K is
+    minutes on a CPU)."""
     config = preset(shape).text_config  # the text decoder only: no images in this bench
     resolved = pick_device(device)
     sizes = QUICK_SHAPE if quick else ShapeSizes()
+    if prefill is not None:
+        if prefill <= sizes.decode_prompt:
+            raise ValueError(f"--prefill must be more than the {sizes.decode_prompt} tokens "
+                             "decoding starts after")
+        sizes = replace(sizes, prefill=prefill)
     log(f"{shape} shape on {device_name(resolved)}: measuring ...")
     result = measure_shape(config, resolved, pick_dtype(resolved), sizes, compile_step,
                            quantization)

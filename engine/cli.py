@@ -102,7 +102,8 @@ def cmd_bench_shape(args: argparse.Namespace) -> int:
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:
         run_shape_bench(args.shape, Path(args.out), device=args.device, quick=args.quick,
-                        compile_step=args.compile, quantization=args.quantization, log=log)
+                        compile_step=args.compile, quantization=args.quantization,
+                        prefill=args.prefill, log=log)
     except (ValueError, RuntimeError) as exc:
         print(f"gemma-desk-cli bench-shape: {exc}", file=sys.stderr)
         return 2
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--quick", action="store_true", help="one short run of tiny sizes")
     shape.add_argument("--quantization", default="auto",
                        help="auto (int8 on the CPU, as the app loads), int8, bf16 or none")
+    shape.add_argument("--prefill", type=int, help="prompt tokens to prefill (default 32768)")
     shape.add_argument("--compile", action="store_true",
                        help="also decode with the CUDA-graph step compiled by torch.compile")
     shape.add_argument("--out", default="BENCHMARKS-GPU.md", help="the Markdown file (+ .json)")

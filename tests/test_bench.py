@@ -30,9 +30,10 @@ def test_quick_bench_writes_markdown_and_json(tmp_path, real_gguf):
 def test_quick_shape_bench_measures_decode_against_the_bandwidth(tmp_path):
     out = tmp_path / "GPU.md"
     assert main(["bench-shape", "--shape", "270m", "--quick", "--device", "cpu",
-                 "--out", str(out)]) == 0
+                 "--prefill", "48", "--out", str(out)]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["shape"] == "270m" and result["dtype"] == "float32"
+    assert result["prefill_tokens"] == 48
     assert 0.25e9 < result["parameters"] < 0.3e9
     # int8, as the app runs on the CPU: every weight once in 34 bytes a group of 32 (the
     # 262,144 x 640 table among them), fp32 norms, a little KV
@@ -62,6 +63,13 @@ def test_shape_bench_holds_the_attached_and_compiled_steps_to_the_modules(tmp_pa
     text = out.read_text()
     assert "| Decode with the module path instead (tokens/s) |" in text
     assert "| Decode with the step compiled (torch.compile) first (tokens/s) |" in text
+
+
+def test_a_prefill_shorter_than_the_decode_prompt_is_refused(tmp_path, capsys):
+    assert main(["bench-shape", "--shape", "270m", "--quick", "--prefill", "8",
+                 "--out", str(tmp_path / "G.md")]) == 2
+    assert "--prefill must be more than the 16 tokens" in capsys.readouterr().err
+    assert not (tmp_path / "G.md").exists()
 
 
 def test_unknown_shape_is_refused(tmp_path, capsys):
