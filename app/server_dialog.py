@@ -38,6 +38,8 @@ class ServerDialog(QDialog):
         self.api_key = _field("", "only if the server asks for one", "API key")
         self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.context = QSpinBox()
+        self.context.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)  # as in Settings
+        self.context.lineEdit().setTextMargins(4, 0, 4, 0)
         self.context.setRange(0, MAX_CONTEXT)
         self.context.setSingleStep(1024)
         self.context.setSpecialValueText("as the server reports")

@@ -137,22 +137,20 @@ def _combo(names: dict, current: str, tip: str) -> QComboBox:
 
 
 def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)  # typed, or arrow keys and wheel
-    spin.setRange(low, high)
-    spin.setSingleStep(step)
-    spin.setValue(value)
-    spin.setToolTip(tip)
-    spin.setAccessibleName(tip)
-    return spin
+    return _number_box(QSpinBox(), low, high, value, step, tip)
 
 
 def _double(low: float, high: float, value: float, step: float, tip: str) -> QDoubleSpinBox:
     spin = QDoubleSpinBox()
-    spin.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+    spin.setDecimals(2)
+    return _number_box(spin, low, high, value, step, tip)
+
+
+def _number_box(spin, low, high, value, step, tip: str):
+    spin.setButtonSymbols(spin.ButtonSymbols.NoButtons)  # typed, or arrow keys and wheel
+    spin.lineEdit().setTextMargins(4, 0, 4, 0)  # style sheets give a spin box's text no padding
     spin.setRange(low, high)
     spin.setSingleStep(step)
-    spin.setDecimals(2)
     spin.setValue(value)
     spin.setToolTip(tip)
     spin.setAccessibleName(tip)

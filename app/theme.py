@@ -165,6 +165,10 @@ QLineEdit, QPlainTextEdit, QSpinBox, QDoubleSpinBox, QComboBox {{
     padding: 4px 6px; selection-background-color: {c.accent}; }}
 QLineEdit:focus, QPlainTextEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus,
 QComboBox:focus {{ border: 1px solid {c.accent}; }}
+/* The spin boxes have no buttons; unless their hidden buttons sit on the border box, Qt's
+   style sheets squeeze the text field to one pixel and no value shows. */
+QAbstractSpinBox::up-button, QAbstractSpinBox::down-button {{ subcontrol-origin: border;
+    width: 0px; }}
 #SearchField {{ border-radius: 9px; padding: 6px 8px; background: {c.surface}; }}
 QProgressBar {{ background: {c.raised}; border: none; border-radius: 2px; max-height: 4px;
                color: transparent; }}

@@ -419,6 +419,28 @@ def test_model_list_shows_what_was_found_and_switches(qtbot, make_window):
     assert client.loads[-1][0] == "/models/g4" and window.settings.model_source == "/models/g4"
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_settings_dialog_shows_its_values(qtbot, scheme):
+    from PySide6.QtWidgets import QAbstractSpinBox, QApplication
+
+    from app import theme
+    from app.settings_dialog import SettingsDialog
+
+    defaults = Settings()
+    theme.apply(QApplication.instance(), scheme, defaults.font_size)
+    try:
+        dialog = SettingsDialog(defaults, None, 32768)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        qtbot.waitExposed(dialog)
+        boxes = dialog.findChildren(QAbstractSpinBox)
+        assert len(boxes) >= 6
+        for box in boxes:  # each box's text field is as wide as most of the box
+            assert box.lineEdit().width() > box.width() // 2, box.toolTip()
+    finally:
+        theme.apply(QApplication.instance(), defaults.theme, defaults.font_size)
+
+
 def test_settings_dialog_changes_apply(qtbot, make_window, monkeypatch):
     from app.settings_dialog import SettingsDialog
 
