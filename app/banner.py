@@ -34,14 +34,15 @@ class Banner(QFrame):
         row.addWidget(self.text, 1)
         self.buttons = QHBoxLayout()
         row.addLayout(self.buttons)
-        close = QToolButton()
-        close.setIcon(icons.icon("close", size=14))
+        self.close_button = close = QToolButton()
         close.setIconSize(QSize(14, 14))
         close.setToolTip("Dismiss this message")
         close.setAccessibleName("Dismiss message")
         close.clicked.connect(lambda: self.dismiss())
         row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.setAccessibleName("Notice")
+        theme.notifier.changed.connect(self._restyle)  # icons are drawn in the theme's colours
+        self._restyle()
         self.hide()
 
     def show_message(self, text: str, level: str = "info", kind: str = "",
@@ -52,10 +53,7 @@ class Banner(QFrame):
         self.setProperty("level", level)
         self.style().unpolish(self)
         self.style().polish(self)
-        c = theme.current()
-        name, color = {"error": ("warning", c.danger), "warning": ("warning", c.warning)}.get(
-            level, ("model", c.accent))
-        self.icon.setPixmap(icons.pixmap(name, color, 20))
+        self._draw_level_icon()
         self.text.setText(text)
         self.setAccessibleDescription(text)
         while self.buttons.count():
@@ -70,6 +68,16 @@ class Banner(QFrame):
             button.clicked.connect(callback)
             self.buttons.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         self.show()
+
+    def _restyle(self) -> None:
+        self.close_button.setIcon(icons.icon("close", size=14))
+        self._draw_level_icon()
+
+    def _draw_level_icon(self) -> None:
+        c = theme.current()
+        name, color = {"error": ("warning", c.danger), "warning": ("warning", c.warning)}.get(
+            self.property("level"), ("model", c.accent))
+        self.icon.setPixmap(icons.pixmap(name, color, 20))
 
     def dismiss(self, kind: str | None = None) -> None:
         """Hide the banner (only if it shows `kind`, when given)."""

@@ -383,6 +383,23 @@ def test_dark_theme_and_files_from_the_command_line(qtbot, make_window, tmp_path
     assert [c.item.name for c in window.composer.chips()] == ["cli.png"]
 
 
+def test_the_banners_icons_follow_a_change_of_theme(make_window):
+    from PySide6.QtWidgets import QApplication
+
+    from app import theme
+
+    def ink(button) -> set[str]:  # the colours of the icon's opaque pixels
+        image = button.icon().pixmap(14, 14).toImage()
+        pixels = (image.pixelColor(x, y) for x in range(image.width())
+                  for y in range(image.height()))
+        return {p.name() for p in pixels if p.alpha() == 255}
+
+    window = make_window(first_run_done=False)  # the welcome banner, in the light theme
+    assert ink(window.banner.close_button) == {LIGHT.text}
+    theme.apply(QApplication.instance(), "dark", window.settings.font_size)
+    assert ink(window.banner.close_button) == {DARK.text}  # was the light one, unseen on dark
+
+
 def test_first_run_says_the_default_is_a_small_base_model(make_window):
     client = FakeClient()
     client.info.update(is_default=True, base_model=True, name="Gemma 3 270m on CPU, float32")
