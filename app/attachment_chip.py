@@ -38,14 +38,18 @@ class AttachmentChip(QFrame):
         texts.addWidget(self.detail_label)
         row.addLayout(texts, 1)
         self.remove_button = QToolButton()
-        self.remove_button.setIcon(icons.icon("close", size=14))
         self.remove_button.setIconSize(QSize(14, 14))
         self.remove_button.setToolTip(f"Remove {item.name}")
         self.remove_button.setAccessibleName(f"Remove attachment {item.name}")
         self.remove_button.clicked.connect(lambda: self.removed.emit(item.key))
         row.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
-        self._set_thumbnail()
+        theme.notifier.changed.connect(self._restyle)  # icons are drawn in the theme's colours
+        self._restyle()
         self.refresh()
+
+    def _restyle(self) -> None:
+        self.remove_button.setIcon(icons.icon("close", size=14))
+        self._set_thumbnail()
 
     def refresh(self) -> None:
         """Show the item's current state (cost counted, error found, note added)."""

@@ -383,21 +383,24 @@ def test_dark_theme_and_files_from_the_command_line(qtbot, make_window, tmp_path
     assert [c.item.name for c in window.composer.chips()] == ["cli.png"]
 
 
-def test_the_banners_icons_follow_a_change_of_theme(make_window):
+def ink(button) -> set[str]:
+    """The colours of the opaque pixels of a button's icon."""
+    image = button.icon().pixmap(14, 14).toImage()
+    pixels = (image.pixelColor(x, y) for x in range(image.width()) for y in range(image.height()))
+    return {p.name() for p in pixels if p.alpha() == 255}
+
+
+def test_dismiss_icons_follow_a_change_of_theme(make_window, tmp_path):
     from PySide6.QtWidgets import QApplication
 
     from app import theme
 
-    def ink(button) -> set[str]:  # the colours of the icon's opaque pixels
-        image = button.icon().pixmap(14, 14).toImage()
-        pixels = (image.pixelColor(x, y) for x in range(image.width())
-                  for y in range(image.height()))
-        return {p.name() for p in pixels if p.alpha() == 255}
-
     window = make_window(first_run_done=False)  # the welcome banner, in the light theme
-    assert ink(window.banner.close_button) == {LIGHT.text}
+    window.open_files([picture(tmp_path / "waiting.png")])
+    buttons = [window.banner.close_button, window.composer.chips()[0].remove_button]
+    assert [ink(b) for b in buttons] == [{LIGHT.text}] * 2
     theme.apply(QApplication.instance(), "dark", window.settings.font_size)
-    assert ink(window.banner.close_button) == {DARK.text}  # was the light one, unseen on dark
+    assert [ink(b) for b in buttons] == [{DARK.text}] * 2  # the light ones were unseen on dark
 
 
 def test_first_run_says_the_default_is_a_small_base_model(make_window):
