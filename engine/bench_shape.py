@@ -148,9 +148,7 @@ def step_difference(model: Model, session, prompt: list[int]) -> float:
 
 
 def describe_step(step) -> str:
-    if step is None:
-        return "modules"
-    return step.describe() if hasattr(step, "describe") else type(step).__name__
+    return "modules" if step is None else step.describe()
 
 
 def _timed(device: torch.device, action) -> float:
