@@ -69,6 +69,12 @@ class Banner(QFrame):
             self.buttons.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         self.show()
 
+    def set_text(self, text: str) -> None:
+        """New text, same buttons: a progress note changes many times while its Stop button
+        must stay put under the pointer."""
+        self.text.setText(text)
+        self.setAccessibleDescription(text)
+
     def _restyle(self) -> None:
         self.close_button.setIcon(icons.icon("close", size=14))
         self._draw_level_icon()

@@ -35,6 +35,7 @@ class ContextController(QObject):
         self._timer.timeout.connect(self.count_now)
         client.counted.connect(self._on_counted)
         client.summary_ready.connect(self._on_summary)
+        client.task_progress.connect(self._on_summary_progress)
         client.failed.connect(self._on_failed)
         chats.overflow.connect(self._on_worker_overflow)
         self.documents = DocumentFit(client, chats.composer, banner, self, self)
@@ -156,6 +157,11 @@ class ContextController(QObject):
         self._summary_job = self.client.summarize({"turns": [turn(m) for m in messages]})
         self.banner.show_message("Summarising this chat for the new one…", "info", "summary",
                                  [("Stop", "Stop summarising", self._stop_summary)])
+
+    def _on_summary_progress(self, job: int, fraction: float, text: str) -> None:
+        if job == self._summary_job and self.banner.kind == "summary":
+            self.banner.set_text(f"Summarising this chat for the new one: {text} "
+                                 f"({int(fraction * 100)}%)…")
 
     def _stop_summary(self) -> None:
         if self._summary_job is not None:

@@ -25,6 +25,7 @@ class DocumentFit(QObject):
         self.client, self.composer, self.banner, self.context = client, composer, banner, context
         self._jobs: dict[int, PendingAttachment] = {}
         self._folder: Path | None = None
+        self._shown: int | None = None  # the job whose progress the banner shows
         client.document_ready.connect(self._on_ready)
         client.task_progress.connect(self._on_progress)
         client.failed.connect(self._on_failed)
@@ -58,13 +59,18 @@ class DocumentFit(QObject):
         self._jobs[self.client.first_part(str(item.path), budget)] = item
 
     def _on_progress(self, job: int, fraction: float, text: str) -> None:
-        if job in self._jobs:
+        other_message = self.banner.isVisible() and self.banner.kind != "document"
+        if job in self._jobs and not other_message:
             self._show_progress(job, fraction, text)
 
     def _show_progress(self, job: int, fraction: float, text: str) -> None:
-        name = self._jobs[job].name
+        message = f"Summarising <b>{self._jobs[job].name}</b>: {text} ({int(fraction * 100)}%)…"
+        if self._shown == job and self.banner.kind == "document" and self.banner.isVisible():
+            self.banner.set_text(message)
+            return
+        self._shown = job
         self.banner.show_message(
-            f"Summarising <b>{name}</b>: {text} ({int(fraction * 100)}%)…", "info", "document",
+            message, "info", "document",
             [("Stop", "Stop summarising; the document stays attached as it is",
               lambda: self.client.stop(job))])
 

@@ -199,7 +199,8 @@ class InferenceWorker(QObject):
         session = self._session()
         answer = min(256, session.context_length // 4)
         ids, plain = summary_prompt(self.model, request, session.context_length - answer - 8)
-        session.prefill_to(ids, cancel=cancel, reserve=answer)
+        read = lambda done, total: self.task_progress.emit(job, done / total, "reading the chat")
+        session.prefill_to(ids, cancel=cancel, reserve=answer, progress=read)
         text = ""
         for piece in session.generate(answer, None, cancel):
             text += piece

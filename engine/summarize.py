@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.context import (
     DOCUMENT_NOTE,
@@ -40,10 +40,21 @@ class Progress:
     index: int  # 1-based step of this stage
     total: int
     label: str  # what this step reads: "pages 21-40"
+    sections: int = 0  # sections of the whole job; combining them counts as one step more
+    done: float = 0.0  # share of this step's prompt read so far (a long prompt takes a while)
+    level: int = 1  # combining pass: summaries too many for one prompt are combined in groups
 
     @property
     def fraction(self) -> float:
-        return (self.index - 1) / self.total
+        """Share of the whole job done, never running backwards between stages: the sections,
+        then combining, whose passes take half of what is left each (their number is unknown
+        until the summaries are written)."""
+        step = (self.index - 1 + self.done) / self.total
+        if self.stage == "section":
+            return step * self.total / (self.total + 1)
+        combined = 1 - 0.5 ** (self.level - 1) + step * 0.5 ** self.level if self.sections \
+            else step
+        return (self.sections + combined) / (self.sections + 1)
 
     def __str__(self) -> str:
         if self.stage == "reading":
@@ -131,12 +142,15 @@ class Writer:
         """Tokens a block may take in a prompt for `task` that leaves room for the answer."""
         return self.context_length - len(self.ids("", task)) - answer_tokens - MARGIN
 
-    def write(self, block: str, task: str, answer_tokens: int) -> str:
+    def write(self, block: str, task: str, answer_tokens: int, step: Progress) -> str:
+        """The model's answer to `task` about `block`; `step` is reported as its prompt is read."""
         ids = self.ids(block, task)
         if len(ids) + answer_tokens > self.context_length:
             raise ContextOverflowError(len(ids) + answer_tokens, self.context_length,
                                        self.context_length)
-        self.session.prefill_to(ids, cancel=self.cancel, reserve=answer_tokens)
+        self.report(step)
+        read = lambda done, total: self.report(replace(step, done=done / total))
+        self.session.prefill_to(ids, cancel=self.cancel, reserve=answer_tokens, progress=read)
         text = ""
         for piece in self.session.generate(answer_tokens, self.sampling, self.cancel):
             text += piece
@@ -175,13 +189,13 @@ def summarize(model, doc: Document, *, context_length: int | None = None, mode="
     whole_room = writer.room("whole", answer_tokens)
     summary = Summary(doc, coverage(doc), "whole", "", model=model.describe())
     if count_tokens(writer.tokenizer, doc) <= whole_room:
-        writer.report(Progress("reading", 1, 1, summary.read))
-        summary.text = writer.write(document_block(doc), "whole", answer_tokens)
+        summary.text = writer.write(document_block(doc), "whole", answer_tokens,
+                                    Progress("reading", 1, 1, summary.read))
     elif mode == "first_part":
         block, summary.read = first_part(doc, writer.tokenizer, whole_room)
         summary.method = "first_part"
-        writer.report(Progress("reading", 1, 1, summary.read))
-        summary.text = writer.write(block, "whole", answer_tokens)
+        summary.text = writer.write(block, "whole", answer_tokens,
+                                    Progress("reading", 1, 1, summary.read))
     else:
         summary.method = "sections"
         summary.parts = summarize_sections(writer, doc, section_tokens)
@@ -195,8 +209,8 @@ def summarize_sections(writer: Writer, doc: Document, section_tokens: int) -> li
     parts = []
     for i, chunk in enumerate(chunks, 1):
         label = chunk_label(doc, chunk)
-        writer.report(Progress("section", i, len(chunks), label))
-        text = writer.write(document_block(doc, chunk), "section", section_tokens)
+        step = Progress("section", i, len(chunks), label, len(chunks))
+        text = writer.write(document_block(doc, chunk), "section", section_tokens, step)
         parts.append(Part(chunk.start, chunk.end, label, text))
     return parts
 
@@ -206,6 +220,7 @@ def combine(writer: Writer, doc: Document, parts: list[Part], section_tokens: in
     """The reduce step: all summaries at once if they fit, else in groups, level by level."""
     if len(parts) == 1:
         return parts[0].text
+    sections, level = len(parts), 1
     final_room = writer.room("combine", answer_tokens)
     group_room = writer.room("combine", section_tokens)
     while count_tokens(writer.tokenizer, notes_block(doc, parts)) > final_room:
@@ -213,19 +228,20 @@ def combine(writer: Writer, doc: Document, parts: list[Part], section_tokens: in
         if len(groups) == len(parts):
             raise EngineError(f"A {writer.context_length:,}-token context is too small to "
                               "combine the section summaries; use a longer context.")
-        parts = [_combined(writer, doc, group, i, len(groups), section_tokens)
-                 for i, group in enumerate(groups, 1)]
-    writer.report(Progress("combining", 1, 1, coverage(doc)))
-    return writer.write(notes_block(doc, parts), "combine", answer_tokens)
+        parts = [_combined(writer, doc, group, Progress(
+                     "combining", i, len(groups), span(doc.unit, group[0].start, group[-1].end),
+                     sections, level=level), section_tokens) for i, group in enumerate(groups, 1)]
+        level += 1
+    step = Progress("combining", 1, 1, coverage(doc), sections, level=level)
+    return writer.write(notes_block(doc, parts), "combine", answer_tokens, step)
 
 
-def _combined(writer, doc, group: list[Part], index: int, total: int, tokens: int) -> Part:
-    label = span(doc.unit, group[0].start, group[-1].end)
-    writer.report(Progress("combining", index, total, label))
+def _combined(writer, doc, group: list[Part], step: Progress, tokens: int) -> Part:
     if len(group) == 1:
+        writer.report(step)
         return group[0]
-    return Part(group[0].start, group[-1].end, label,
-                writer.write(notes_block(doc, group), "combine", tokens))
+    return Part(group[0].start, group[-1].end, step.label,
+                writer.write(notes_block(doc, group), "combine", tokens, step))
 
 
 def group_parts(tokenizer, doc: Document, parts: list[Part], room: int) -> list[list[Part]]:
@@ -256,9 +272,12 @@ class TerminalProgress:
     def __init__(self, stream=None, width: int = 24):
         self.stream, self.width, self.shown = stream or sys.stderr, width, 0
         self.redraw = self.stream.isatty()  # in a log file, one line per step reads better
+        self.step = ""
 
     def __call__(self, event: Progress) -> None:
-        self._show(event.fraction, str(event))
+        if self.redraw or str(event) != self.step:
+            self._show(event.fraction, str(event))
+        self.step = str(event)
 
     def finish(self, message: str = "done") -> None:
         self._show(1.0, message)

@@ -264,6 +264,37 @@ def test_a_document_longer_than_the_context_is_read_in_part_or_summarised(
     assert len(client.requests) == 1  # not sent by itself: Send was not pressed this time
 
 
+def test_summary_progress_updates_the_banner_under_a_stop_button_that_stays_put(
+        qtbot, make_window, tmp_path):
+    client = FakeClient(context_length=2048)
+    client.document_costs = {"big.txt": 5000}
+    window = make_window(client)
+    big = tmp_path / "big.txt"
+    big.write_text("line\n" * 400)
+    window.composer.add_paths([str(big)])
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    client.summarize_document = lambda path: 7  # progress comes from this test
+    client.summarize = lambda request: 8
+    window.context.documents.summarise(window.composer.items[0])
+
+    def stop_buttons():
+        return [b for b in window.banner.findChildren(QAbstractButton) if b.text() == "Stop"]
+
+    stop = stop_buttons()[0]
+    for fraction in (0.25, 0.5):
+        client.task_progress.emit(7, fraction, "section 2 of 3 (lines 100-200)")
+        assert f"section 2 of 3 (lines 100-200) ({int(fraction * 100)}%)" in \
+            window.banner.text.text()
+        assert stop_buttons() == [stop]  # not rebuilt: a click in progress is not lost
+    stop.click()
+    assert 7 in client._stopped
+    window.context.new_chat_with_summary()
+    client.task_progress.emit(8, 0.4, "reading the chat")
+    client.task_progress.emit(7, 0.75, "combining summaries 1 of 1 (lines 1-400)")
+    assert window.banner.text.text() == ("Summarising this chat for the new one: reading the "
+                                         "chat (40%)…")
+
+
 def test_an_interrupted_answer_continues_in_place(qtbot, make_window):
     window = make_window(FakeClient(" and the rest."))
     chat = window.store.create_conversation()

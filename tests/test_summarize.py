@@ -47,8 +47,11 @@ class ScriptSession:
     def prefill_to(self, ids, cancel=None, reserve=0, progress=None):
         if len(ids) + reserve > self.context_length:
             raise ContextOverflowError(len(ids) + reserve, self.context_length, self.context_length)
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Prefill stopped")
+        for done in (len(ids) // 2, len(ids)):  # read in two chunks, as a long prompt is
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Prefill stopped")
+            if progress is not None:
+                progress(done, len(ids))
         self.prompts.append(self.tokenizer.decode(ids[1:]))
 
     def generate(self, max_new_tokens, sampling=None, cancel=None):
@@ -75,9 +78,10 @@ class ScriptModel:
 
 
 def run(doc, verbose=False, **options):
+    """The summary, the progress event that starts each step, and the prompts."""
     model, events = ScriptModel(verbose), []
     summary = summarize(model, doc, progress=events.append, **options)
-    return summary, events, model.sessions[0].prompts
+    return summary, [e for e in events if e.done == 0], model.sessions[0].prompts
 
 
 def test_a_document_that_fits_is_read_in_one_pass():
@@ -113,6 +117,22 @@ def test_summaries_that_do_not_fit_together_are_combined_level_by_level():
     assert summary.text == "This covers pages 1-300 with findings."
 
 
+def test_progress_runs_forward_through_reading_sections_and_combining():
+    model, events = ScriptModel(), []
+    summarize(model, make_doc("page", pages(300)), context_length=512, section_tokens=20,
+              answer_tokens=40, progress=events.append)
+    fractions = [e.fraction for e in events]
+    assert fractions[0] == 0 and fractions == sorted(fractions) and fractions[-1] < 1
+    sections = [e for e in events if e.stage == "section"]
+    n = sections[0].total
+    # the bar moves while a prompt is read
+    assert [e.done for e in sections[:3]] == pytest.approx([0, 0.5, 1], abs=0.01)
+    assert sections[1].fraction == pytest.approx(sections[1].done / (n + 1))
+    combining = [e for e in events if e.stage == "combining"]
+    assert combining[0].fraction == n / (n + 1)  # combining is the last step of n + 1
+    assert max(e.level for e in combining) > 1  # and this one took more than one pass
+
+
 def test_first_part_states_what_was_left_unread():
     summary, events, _ = run(make_doc("page", pages(300)), context_length=1024,
                              mode="first_part")
@@ -130,7 +150,7 @@ def test_cancel_stops_between_sections():
 
     def progress(event):
         seen.append(event)
-        if event.index == 3:
+        if event.index == 3 and event.done == 0:
             cancel.set()
 
     with pytest.raises(Cancelled):
@@ -166,9 +186,10 @@ def test_terminal_progress_writes_one_line_per_step_to_a_log():
 
     stream = io.StringIO()
     bar = TerminalProgress(stream, width=10)
-    bar(Progress("section", 3, 5, "pages 9-12"))
+    for done in (0.0, 0.5, 1.0):
+        bar(Progress("section", 3, 5, "pages 9-12", 5, done))
     bar.finish("read pages 1-20 of 20")
-    assert stream.getvalue() == ("[####------] section 3 of 5 (pages 9-12)\n"
+    assert stream.getvalue() == ("[###-------] section 3 of 5 (pages 9-12)\n"
                                  "[##########] read pages 1-20 of 20\n")
 
 
@@ -230,15 +251,16 @@ def test_270m_summarises_a_file_larger_than_its_context_in_sections(tmp_path, ge
     doc = extract(make_pdf(tmp_path / "council.pdf", council_pages(6)))
     assert count_tokens(gemma.tokenizer, doc) > 320
     calls, write = [], Writer.write
-    monkeypatch.setattr(Writer, "write", lambda self, block, task, n: calls.append(
-        (task, block)) or write(self, block, task, n))
+    monkeypatch.setattr(Writer, "write", lambda self, block, task, n, step: calls.append(
+        (task, block)) or write(self, block, task, n, step))
     events = []
     summary = summarize(gemma, doc, context_length=320, section_tokens=8, answer_tokens=12,
                         progress=events.append)
     n = len(summary.parts)
     assert n >= 2
-    assert [(e.stage, e.index, e.total) for e in events] == (
-        [("section", i, n) for i in range(1, n + 1)] + [("combining", 1, 1)])
+    steps = [(e.stage, e.index, e.total) for e in events if e.done == 0]
+    assert steps == [("section", i, n) for i in range(1, n + 1)] + [("combining", 1, 1)]
+    assert [(e.stage, e.index) for e in events if e.done == 1] == [s[:2] for s in steps]
     assert summary.parts[0].start == 1 and summary.parts[-1].end == 6
     assert all(b.start == a.end + 1 for a, b in zip(summary.parts, summary.parts[1:]))
     assert summary.header == f"Summary of council.pdf: read pages 1-6 of 6 in {n} sections."

@@ -182,3 +182,41 @@ def test_model_scan_lists_the_bundled_model_with_its_needs(qtbot, client, tmp_pa
     assert 200_000_000 < bundled["params"] < 300_000_000 and bundled["device"] == "cpu"
     assert bundled["memory"] > bundled["params"] * 4  # fp32 weights plus the cache
     assert 0 < bundled["max_context"] <= bundled["model_max_context"] == 32768
+
+
+def test_a_chat_summary_reports_reading_progress(qtbot, client):
+    progress = []
+    client.task_progress.connect(lambda job, fraction, text: progress.append((job, fraction,
+                                                                              text)))
+    turns = [{"role": ("user", "model")[i % 2], "text": f"Point {i}: the budget " * 60,
+              "attachments": []} for i in range(6)]
+    with qtbot.waitSignal(client.summary_ready, timeout=LONG) as blocker:
+        job = client.summarize({"turns": turns})
+    assert blocker.args[0] == job and blocker.args[1]
+    mine = [(fraction, text) for number, fraction, text in progress if number == job]
+    assert {text for _f, text in mine} == {"reading the chat"}
+    fractions = [f for f, _t in mine]
+    assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_a_document_too_long_for_the_context_is_summarised_in_sections(qtbot, client,
+                                                                      tmp_path):
+    long = tmp_path / "minutes.txt"
+    long.write_text("\n\n".join(f"Item {i}. The council voted on the harbour budget, item {i}."
+                                f" {'The treasurer read the figures aloud. ' * 12}"
+                                for i in range(1, 41)))
+    progress = []
+    client.task_progress.connect(lambda job, fraction, text: progress.append((job, fraction,
+                                                                              text)))
+    with qtbot.waitSignal(client.document_ready, timeout=LONG) as blocker:
+        job = client.summarize_document(str(long))
+    result = blocker.args[1]
+    assert blocker.args[0] == job and "error" not in result
+    assert result["name"] == "minutes.txt (summary of lines 1-79 of 79).md"
+    assert result["text"].startswith("# Summary of minutes.txt")
+    mine = [(fraction, text) for number, fraction, text in progress if number == job]
+    texts = list(dict.fromkeys(text for _f, text in mine))
+    assert texts[0].startswith("section 1 of ") and texts[-1].startswith("combining")
+    fractions = [f for f, _t in mine]
+    assert fractions == sorted(fractions) and fractions[-1] < 1
+    assert len(fractions) > len(texts)  # the bar moves while a section is being read
