@@ -183,12 +183,23 @@ class Composer(QFrame):
     def add_image(self, image: QImage) -> None:
         if image.isNull():
             return
+        path = self._paste_path("Pasted image", ".png")
+        image.save(str(path), "PNG")
+        self.add_item(PendingAttachment.from_path(path))
+
+    def text_to_document(self) -> None:
+        """Move the typed or pasted text into an attached file: a text too long for the context
+        can then be summarised in sections or read in part, as any document."""
+        path = self._paste_path("Pasted text", ".txt")
+        path.write_text(self.text(), encoding="utf-8")
+        self.input.clear()
+        self.add_item(PendingAttachment.from_path(path))
+
+    def _paste_path(self, stem: str, suffix: str) -> Path:
         if self._paste_dir is None:
             self._paste_dir = Path(tempfile.mkdtemp(prefix="gemma-desk-paste-"))
         self._pasted += 1
-        path = self._paste_dir / f"Pasted image {self._pasted}.png"
-        image.save(str(path), "PNG")
-        self.add_item(PendingAttachment.from_path(path))
+        return self._paste_dir / f"{stem} {self._pasted}{suffix}"
 
     def add_item(self, item: PendingAttachment) -> None:
         self.items.append(item)

@@ -109,13 +109,23 @@ class ContextController(QObject):
                      "the model read.")
             actions = self.documents.choices(document, u)
         elif alone > u.context_length:
-            text += (" Even on its own it is too long: shorten it, remove an attachment, or "
-                     "raise the context length in Settings.")
+            text += " Even on its own it is too long: " + self._remedies(u)
             actions = []
+            if not self.pending_resend and u.draft + u.reserve > u.context_length // 2:
+                actions = [("Attach the text as a document", "Move the text into an attached "
+                            "file, which can be summarised in sections or read in part",
+                            self.chats.composer.text_to_document)]
         elif self._new_start(overflow) is not None:
             actions.insert(0, ("Drop the oldest turns", "Stop sending the oldest messages to "
                                "the model; a marker in the chat shows where", self.drop_oldest))
         self.banner.show_message(text, "warning", "overflow", actions)
+
+    def _remedies(self, u: Usage) -> str:
+        raise_it = (self.client.info or {}).get("max_context", 0) > u.context_length
+        if raise_it:
+            return "shorten it, remove an attachment, or raise the context length in Settings."
+        return (f"shorten it or remove an attachment ({u.context_length:,} tokens is the "
+                "longest context this model can have here).")
 
     def _base_tokens(self) -> int:
         return max(0, self.usage().history - sum(self.per_turn))

@@ -264,6 +264,39 @@ def test_a_document_longer_than_the_context_is_read_in_part_or_summarised(
     assert len(client.requests) == 1  # not sent by itself: Send was not pressed this time
 
 
+def test_a_text_too_long_for_the_context_can_become_a_document(qtbot, make_window):
+    client = FakeClient(context_length=2048)
+    client.document_costs = {"Pasted text 1.txt": 3000}
+    window = make_window(client, max_answer_tokens=256)
+    pasted = "Row: alpha beta gamma\n" * 500  # 2,750 tokens at the fake's rate
+    window.composer.set_text(pasted)
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    window.composer.request_send()
+    assert "Even on its own it is too long" in window.banner.text.text()
+    assert "raise the context length in Settings" in window.banner.text.text()  # up to 8,192
+    move = [b for b in window.banner.findChildren(QAbstractButton)
+            if b.text() == "Attach the text as a document"][0]
+    move.click()
+    assert window.composer.text() == "" and client.requests == []
+    item = window.composer.items[0]
+    assert item.name == "Pasted text 1.txt" and item.path.read_text(encoding="utf-8") == pasted
+    qtbot.waitUntil(lambda: "Summarise in sections" in [
+        b.text() for b in window.banner.findChildren(QAbstractButton)], timeout=FAST)
+    assert "Pasted text 1.txt alone takes 3,000 tokens" in window.banner.text.text()
+
+
+def test_a_message_too_long_for_the_longest_context_says_so(qtbot, make_window):
+    client = FakeClient(context_length=2048)
+    client.info["max_context"] = 2048
+    window = make_window(client, max_answer_tokens=256)
+    window.composer.set_text("word " * 3000)
+    qtbot.waitUntil(lambda: window.meter.usage.overflow > 0, timeout=FAST)
+    window.composer.request_send()
+    assert window.banner.text.text().endswith(
+        "shorten it or remove an attachment (2,048 tokens is the longest context this model can "
+        "have here).")
+
+
 def test_summary_progress_updates_the_banner_under_a_stop_button_that_stays_put(
         qtbot, make_window, tmp_path):
     client = FakeClient(context_length=2048)
