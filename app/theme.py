@@ -157,6 +157,7 @@ QPushButton {{ background: {c.raised}; color: {c.text}; border: 1px solid {c.bor
 QPushButton:hover {{ background: {c.hover}; }}
 QPushButton:default, QPushButton#Primary {{ background: {c.accent}; color: {c.accent_text};
                                            border: 1px solid {c.accent}; }}
+QDialogButtonBox {{ dialogbuttonbox-buttons-have-icons: 0; }}  /* no stock tick and cross */
 QPushButton#ModelButton {{ background: transparent; border: 1px solid transparent;
                           font-weight: 600; padding: 5px 10px; text-align: left; }}
 QPushButton#ModelButton:hover {{ background: {c.hover}; border: 1px solid {c.border}; }}
