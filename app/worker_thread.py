@@ -59,7 +59,8 @@ class InferenceWorker(QObject):
 
         source = request["source"]
         if source is not None:
-            open_checkpoint(source)  # a wrong or broken file fails here, before unloading
+            open_checkpoint(source).require_tokenizer()  # a wrong or broken file fails
+            # here, before the model in use is let go
         cancel = request.get("cancel")
         if cancel is not None and cancel.is_set():
             return  # a newer load was asked for before this one began

@@ -27,11 +27,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import engine
     from engine.chat import render_prompt
     from engine.generate import Sampling
 
-    model = engine.load(None if args.model == "default" else args.model, device=args.device)
+    model = load_for_text(args)
     if args.raw:
         ids = [model.tokenizer.bos_id, *model.tokenizer.encode(args.prompt)]
     else:
@@ -48,17 +47,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_for_text(args: argparse.Namespace):
+    """The model of `--model`, refused before loading when it cannot read and write text."""
+    import engine
+    from engine.checkpoints import open_checkpoint
+
+    source = None if args.model == "default" else args.model
+    if source is not None:
+        open_checkpoint(source).require_tokenizer()
+    return engine.load(source, device=args.device)
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import engine
     from engine.documents import extract
     from engine.errors import EngineError
     from engine.summarize import TerminalProgress, summarize
 
     try:
         doc = extract(args.file)  # a bad file is refused before the model loads
-        model = engine.load(None if args.model == "default" else args.model, device=args.device)
+        model = load_for_text(args)
         bar = TerminalProgress(sys.stderr)
         summary = summarize(model, doc, context_length=args.context_length,
                             mode="first_part" if args.first_part else "sections",
@@ -166,8 +175,13 @@ COMMANDS = {"info": cmd_info, "generate": cmd_generate, "summarize": cmd_summari
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from engine.errors import EngineError
+
     try:
         return COMMANDS[args.command](args)
+    except EngineError as exc:  # a missing or broken model: a message, not a traceback
+        print(f"gemma-desk-cli {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -130,3 +130,19 @@ def test_truncated_and_foreign_gguf_files_are_named(checkpoint, tmp_path):
     llama = write_gguf(checkpoint, tmp_path / "llama.gguf", arch="llama")
     with pytest.raises(ModelLoadError, match="architecture 'llama' is not supported"):
         engine.load(llama, dtype="float32")
+
+
+def test_checkpoints_without_a_tokenizer_are_refused_for_text_by_name(checkpoint, tmp_path):
+    from engine.checkpoints import open_checkpoint
+    from engine.cli import main
+
+    gguf_file = write_gguf(checkpoint, tmp_path / "bare.gguf")  # weights, no tokenizer.ggml.*
+    with pytest.raises(ModelLoadError, match=r"bare.gguf holds no tokenizer"):
+        open_checkpoint(gguf_file).require_tokenizer()
+    with pytest.raises(ModelLoadError, match=r"gguf_src\d* has no tokenizer.model"):
+        open_checkpoint(checkpoint).require_tokenizer()  # the folder of tiny weights
+    assert main(["generate", "--prompt", "Hi", "--model", str(gguf_file)]) == 2
+    from engine.default_model import ensure_default_model
+
+    bundled = ensure_default_model()
+    assert open_checkpoint(bundled).require_tokenizer().path == bundled

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.errors import ModelLoadError
 
 
 class Checkpoint(ABC):
@@ -32,6 +33,18 @@ class Checkpoint(ABC):
     def tokenizer(self):
         """The engine.tokenizer.Tokenizer that belongs to this checkpoint."""
         ...
+
+    @abstractmethod
+    def tokenizer_problem(self) -> str:
+        """Why this checkpoint has no usable tokenizer ("" when it has one)."""
+        ...
+
+    def require_tokenizer(self) -> Checkpoint:
+        """Itself, if it can read and write text; weights alone only give logits."""
+        problem = self.tokenizer_problem()
+        if problem:
+            raise ModelLoadError(problem)
+        return self
 
     def iter_tensors(self, names, dtype, device) -> Iterator[tuple[str, torch.Tensor]]:
         for name in names:

@@ -90,6 +90,13 @@ class GGUFCheckpoint(Checkpoint):
             raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' is damaged ({exc})") from exc
         return values.to(device=device, dtype=dtype)
 
+    def tokenizer_problem(self) -> str:
+        if "tokenizer.ggml.tokens" in self.metadata:
+            return ""
+        return (f"{self.path.name} holds no tokenizer (no tokenizer.ggml.tokens), which is "
+                "needed to read and write text. Use a GGUF made by llama.cpp's converter, "
+                "which stores it.")
+
     def tokenizer(self):
         if "tokenizer.ggml.tokens" not in self.metadata:
             return None  # weights alone still give logits; text generation needs a tokenizer

@@ -74,6 +74,13 @@ class SafetensorsCheckpoint(Checkpoint):
             tensor = tensor.float() + 1.0  # HF stores w; the engine keeps the multiplier 1 + w
         return tensor.to(device=device, dtype=dtype)
 
+    def tokenizer_problem(self) -> str:
+        if (self.path / "tokenizer.model").exists():
+            return ""
+        return (f"{self.path.name} has no tokenizer.model, which is needed to read and write "
+                f"text. Copy it from the original Gemma 3 download (every google/gemma-3 "
+                f"repository has one) into {self.path}.")
+
     def tokenizer(self):
         model_file = self.path / "tokenizer.model"
         if not model_file.exists():
