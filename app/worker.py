@@ -13,12 +13,15 @@ plain data: dicts, strings and numbers.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.worker_thread import InferenceWorker
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EngineClient", "InferenceWorker"]
 
@@ -125,7 +128,8 @@ class EngineClient(QObject):
         `document_ready(job, {"name", "text", "coverage"})` (or {"error"})."""
         job, view = next(self._jobs), self._view
         self._submit(lambda: self.document_ready.emit(
-            job, self._counting().first_part(view, path, budget)))
+            job, self._counting().first_part(view, path, budget)),
+            lambda problem: self.document_ready.emit(job, {"error": problem}))
         return job
 
     def stop(self, job: int | None = None) -> None:
@@ -138,7 +142,8 @@ class EngineClient(QObject):
         """Check an attachment and count its tokens; answers with `measured(key, result)`."""
         view = self._view
         self._submit(lambda: self.measured.emit(
-            key, self._counting().measure(view, path, kind, pan_and_scan)))
+            key, self._counting().measure(view, path, kind, pan_and_scan)),
+            lambda problem: self.measured.emit(key, {"error": f"It could not be read: {problem}"}))
 
     def count(self, request: dict) -> None:
         """Count the tokens of a chat and a draft; answers with `counted(result)`."""
@@ -174,17 +179,23 @@ class EngineClient(QObject):
             self._counter = Counter()
         return self._counter
 
-    def _submit(self, task) -> None:
+    def _submit(self, task, failed=None) -> None:
+        """Run `task` on the helper thread; `failed(problem)` answers in its place if it
+        raises, so that no chip waits forever for a count."""
         if not self._closing.is_set():  # a window's last timers may fire after shutdown
-            self._helper.submit(self._run, task)
+            self._helper.submit(self._run, task, failed)
 
-    def _run(self, task) -> None:
+    def _run(self, task, failed) -> None:
         if self._closing.is_set():
             return
         try:
             task()
-        except RuntimeError:  # the client was deleted while this ran: nobody to tell
-            pass
+        except Exception as exc:  # noqa: BLE001 - the pool would drop it without a word
+            if self._closing.is_set():
+                return  # the client went away while this ran: nobody to tell
+            log.exception("helper task failed")
+            if failed is not None:
+                failed(f"{type(exc).__name__}: {exc}")
 
     def _on_loaded(self, info: dict) -> None:
         self._view = info.pop("_model_view")

@@ -110,6 +110,19 @@ def test_a_broken_model_file_is_refused_and_the_loaded_model_stays(qtbot, client
     assert failure is None and stats["decode_tokens"] >= 1
 
 
+def test_a_model_folder_without_a_tokenizer_is_refused_and_the_loaded_model_stays(
+        qtbot, client, tmp_path):
+    from tests.tiny import build_text_model
+
+    folder = build_text_model(tmp_path / "weights-only")  # config and weights, no tokenizer
+    with qtbot.waitSignal(client.load_failed, timeout=LONG) as blocker:
+        client.load_model(str(folder), context_length=2048)
+    assert "weights-only has no tokenizer.model" in blocker.args[0]
+    assert client.info["is_default"]
+    _, stats, failure = run(qtbot, client, request("Hello", 1))
+    assert failure is None and stats["decode_tokens"] >= 1
+
+
 def test_counts_match_the_tokenizer(qtbot, client):
     from engine.chat import Turn, render_prompt
 
@@ -143,6 +156,22 @@ def test_attachments_are_measured(qtbot, client, tmp_path):
     with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
         client.measure(3, str(junk), "image", False)
     assert "junk.png" in blocker.args[1]["error"]
+
+
+def test_an_unexpected_failure_while_measuring_is_answered_not_dropped(qtbot, client,
+                                                                       tmp_path, monkeypatch):
+    def broken(*_args):
+        raise MemoryError("no room for the text")
+
+    monkeypatch.setattr(client._counting(), "measure", broken)
+    monkeypatch.setattr(client._counting(), "first_part", broken)
+    with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
+        client.measure(9, str(tmp_path / "huge.txt"), "document", False)
+    assert blocker.args == [9, {"error": "It could not be read: MemoryError: no room for the "
+                                         "text"}]
+    with qtbot.waitSignal(client.document_ready, timeout=LONG) as blocker:
+        job = client.first_part(str(tmp_path / "huge.txt"), 500)
+    assert blocker.args == [job, {"error": "MemoryError: no room for the text"}]
 
 
 def test_prompts_follow_gemma_turns(client, tmp_path):
