@@ -183,6 +183,8 @@ class MainWindow(QMainWindow):
         self.view.viewport().update()
         if info.get("is_default") and not self.settings.first_run_done:
             self.actions.show_first_run()
+        elif not info.get("is_default"):
+            self.banner.dismiss("welcome")  # its advice, to choose another model, was taken
         self.attachments.measure_all()
         self.context.count_now()
 

@@ -476,6 +476,8 @@ def test_first_run_says_the_default_is_a_small_base_model(make_window):
     assert window.settings.first_run_done
     assert "base model" in window.top_bar.model_button.text()
     assert "base model" in window.view.empty_text
+    window.on_loaded(dict(client.info, is_default=False, base_model=False, name="Gemma 3 4B"))
+    assert window.banner.isHidden()  # its advice was taken: another model is in use
 
 
 def test_model_list_shows_what_was_found_and_switches(qtbot, make_window):
