@@ -111,6 +111,7 @@ class ChatView(QListView):
         self._anchor = None
         self._stick = True
         QTimer.singleShot(0, self.scrollToBottom)
+        QTimer.singleShot(0, self._place_actions_at_cursor)
 
     def _data_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
         for row in range(top.row(), bottom.row() + 1):
@@ -123,10 +124,20 @@ class ChatView(QListView):
 
     def _place_actions_at_cursor(self) -> None:
         pos = self.viewport().mapFromGlobal(self.cursor().pos())
-        if self.viewport().rect().contains(pos):
+        if self.viewport().rect().contains(pos) and self.indexAt(pos).isValid():
             self._show_actions(self.indexAt(pos))
         elif self.hasFocus():
             self._show_actions(self.currentIndex())
+        else:
+            self._rest_actions()
+
+    def _rest_actions(self) -> None:
+        """With the mouse elsewhere, the bar stays on an answer cut short (by a crash, Stop or
+        an error), so that its Continue button is in sight, not only under the pointer."""
+        index = self.chat.index(self.chat.row_of(self.last_answer_id()))
+        message = index.data(MessageRole) if index.isValid() else None
+        if message is not None and message.can_continue and not self.busy:
+            self._show_actions(index)
         else:
             self._hide_actions()
 
@@ -177,7 +188,10 @@ class ChatView(QListView):
     def mouseMoveEvent(self, event) -> None:
         super().mouseMoveEvent(event)
         index = self.indexAt(event.position().toPoint())
-        self._show_actions(index)
+        if index.isValid():
+            self._show_actions(index)
+        else:
+            self._rest_actions()
         hit = self._hit(event.position().toPoint())
         shape = Qt.CursorShape.PointingHandCursor if hit else Qt.CursorShape.ArrowCursor
         self.viewport().setCursor(shape)
@@ -185,7 +199,7 @@ class ChatView(QListView):
     def leaveEvent(self, event) -> None:
         super().leaveEvent(event)
         if not self.actions_bar.underMouse() and not self.hasFocus():
-            self._hide_actions()
+            self._rest_actions()
 
     def mouseReleaseEvent(self, event) -> None:
         super().mouseReleaseEvent(event)

@@ -334,15 +334,17 @@ def test_an_interrupted_answer_continues_in_place(qtbot, make_window):
     window.store.add_message(chat.id, "user", "Tell me")
     cut = window.store.add_message(chat.id, "model", "The start", status="interrupted")
     window.chats.open(chat.id)
-    from app.message_actions import actions_for
-
-    assert "continue" in actions_for(window.chat_model.messages[-1], True, False)
-    window.view.action_requested.emit("continue", cut.id)
+    bar = window.view.actions_bar
+    # in sight with the mouse elsewhere, not only on hover
+    qtbot.waitUntil(lambda: bar.isVisible() and bar.message_id == cut.id, timeout=FAST)
+    assert bar.buttons["continue"].isVisible()
+    bar.buttons["continue"].click()
     qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
     request = window.client.requests[-1]
     assert request["continue_last"] and request["turns"][-1]["text"] == "The start"
     done = window.store.get_message(cut.id)
     assert done.text == "The start and the rest." and done.status == "complete"
+    assert not bar.isVisible()  # a finished answer's bar shows on hover only
 
 
 def test_stop_keeps_the_partial_answer(qtbot, make_window):
