@@ -46,7 +46,7 @@ def load_model(source=None, *, device="auto", dtype="auto", progress=None, mmpro
     vision = _load_vision(checkpoint, config, weight_dtype, target, mmproj)
     report(1.0, "Loading the tokenizer")
     model = Model(config, text.eval(), vision, checkpoint.tokenizer(), Path(source),
-                  _describe(checkpoint, target, weight_dtype))
+                  _describe(checkpoint, target, weight_dtype, scheme))
     model.quantization = scheme
     model.load_seconds = time.perf_counter() - started
     return model
@@ -90,6 +90,10 @@ def _load_vision(checkpoint, config, dtype, device, mmproj):
     return tower.eval()
 
 
-def _describe(checkpoint, device, dtype) -> str:
+def _describe(checkpoint, device, dtype, scheme: str) -> str:
+    """"Gemma 3 4B on CPU, int8 weights": the weights as they are held, which is what sets the
+    memory and the speed (activations stay in `dtype`)."""
     name = getattr(checkpoint, "metadata", {}).get("general.name") or checkpoint.path.name
-    return f"{name} on {device.type.upper()}, {str(dtype).removeprefix('torch.')}"
+    weights = {"int8": "int8 weights", "bf16": "bfloat16 weights"}.get(
+        scheme, str(dtype).removeprefix("torch."))
+    return f"{name} on {device.type.upper()}, {weights}"

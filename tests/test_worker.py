@@ -57,6 +57,8 @@ def test_loaded_model_is_described(client):
     assert info["sees_images"] is False
     assert info["context_length"] == 2048
     assert info["name"].lower().startswith("gemma 3 270m")
+    if client.worker.model.quantization == "int8":  # the weights as held, not the activations
+        assert info["name"].endswith("on CPU, int8 weights")
 
 
 def test_answer_streams_and_finishes_with_stats(qtbot, client):
