@@ -9,15 +9,19 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.docx_text import feed_docx
 from engine.errors import DocumentError
 from engine.html_text import feed_html
+from engine.text_encoding import NotText, decode_text
 
 MAX_BYTES = 256 * 1024 * 1024
 MAX_UNZIPPED = 512 * 1024 * 1024  # a DOCX is a zip: refuse decompression bombs
+WORD_SUFFIXES = {".docx", ".docm", ".dotx", ".dotm"}
 SUPPORTED = "text, Markdown, source code, CSV, JSON, YAML, logs, PDF, DOCX and HTML"
 DATA_KINDS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json",
               ".yaml": "yaml", ".yml": "yaml", ".log": "log", ".md": "markdown",
@@ -28,9 +32,6 @@ CODE_SUFFIXES = set(
     ".erl .clj .dart .jl .vue .svelte .css .scss .less .xml .toml .ini .cfg .conf .gradle "
     ".cmake .mk .proto .tex".split()
 )
-BOMS = [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"),
-        (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")]
-HARMLESS_CONTROLS = set("\t\n\r\f\v\x1b")
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,7 @@ def extract(path) -> Document:
     """Read a file's text, or raise DocumentError with a message that names the file."""
     path = Path(path)
     name = path.name
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise DocumentError(f"{name} is {size / 2**20:,.0f} MB; files up to "
-                                f"{MAX_BYTES // 2**20} MB can be read")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"{name} cannot be opened: {exc.strerror or exc}") from exc
+    data = _read_bytes(path)
     if not data:
         raise DocumentError(f"{name} is empty")
     kind = detect_kind(name, data)
@@ -86,88 +80,74 @@ def extract(path) -> Document:
                     hashlib.sha256(data).hexdigest(), encoding)
 
 
+def _read_bytes(path: Path) -> bytes:
+    name = path.name
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise DocumentError(f"{name} is a folder; attach the files inside it one by one")
+        if not stat.S_ISREG(info.st_mode):  # a pipe or a device could block or never end
+            raise DocumentError(f"{name} is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise DocumentError(f"{name} is {info.st_size / 2**20:,.0f} MB; files up to "
+                                f"{MAX_BYTES // 2**20} MB can be read")
+        return path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{name} cannot be opened: {exc.strerror or exc}") from exc
+
+
 def detect_kind(name: str, data: bytes) -> str:
     suffix = Path(name).suffix.lower()
-    if data.startswith(b"%PDF-"):
+    # Readers accept a PDF header a little way in (after junk some servers prepend)
+    if data.startswith(b"%PDF-") or suffix == ".pdf" and b"%PDF-" in data[:1024]:
         return "pdf"
     if suffix == ".pdf":
         raise DocumentError(f"{name} is named .pdf but is not a PDF file")
     if data.startswith(b"PK\x03\x04"):
-        if _zip_holds(data, "word/document.xml"):
-            return "docx"
-        raise DocumentError(f"{name} is a ZIP-based file, not a document Gemma Desk can read "
-                            f"(it reads {SUPPORTED})")
-    if suffix == ".docx":
-        raise DocumentError(f"{name} is named .docx but is not a Word document")
-    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        return _zip_kind(name, suffix, data)
+    if data.startswith(b"\xd0\xcf\x11\xe0"):  # OLE: old Office files and encrypted new ones
+        if "EncryptedPackage".encode("utf-16-le") in data:
+            raise DocumentError(f"{name} is a password-protected Office document. Open it in "
+                                "Word, save a copy without the password, and attach that.")
         raise DocumentError(f"{name} is in the old binary Office format; save it as .docx or PDF")
+    if suffix in WORD_SUFFIXES:
+        raise DocumentError(f"{name} is named {suffix} but is not a Word document")
     return DATA_KINDS.get(suffix, "code" if suffix in CODE_SUFFIXES else "text")
+
+
+def _zip_kind(name: str, suffix: str, data: bytes) -> str:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = set(archive.namelist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        what = "Word document" if suffix in WORD_SUFFIXES else "ZIP file"
+        raise DocumentError(f"{name} is a damaged or incomplete {what} and cannot be opened. "
+                            "Save or download it again.") from exc
+    if "word/document.xml" in members:
+        return "docx"
+    if suffix in WORD_SUFFIXES:
+        raise DocumentError(f"{name} is named {suffix} but is a ZIP archive without a Word "
+                            "document inside")
+    raise DocumentError(f"{name} is a ZIP-based file, not a document Gemma Desk can read (it "
+                        f"reads {SUPPORTED}); save other office files as .docx or PDF first")
 
 
 # -- text files --------------------------------------------------------------------------
 
 
-def decode_text(name: str, data: bytes) -> tuple[str, str]:
-    """(text with \\n line ends, encoding): BOMs first, then UTF-16 sniffing, UTF-8, 8-bit."""
-    for bom, encoding in BOMS:
-        if data.startswith(bom):
-            text = data[len(bom):].decode(encoding, errors="replace")
-            return _checked(name, text), encoding + " with BOM"
-    encoding = _utf16_without_bom(data)
-    if encoding:
-        return _checked(name, data.decode(encoding, errors="replace")), encoding
-    if b"\x00" in data[:65536]:
-        raise _binary(name, "it contains NUL bytes")
+def _decoded(name: str, data: bytes, declared: str = "") -> tuple[str, str]:
     try:
-        return _checked(name, data.decode("utf-8")), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = _legacy_8bit(data)
-        return _checked(name, text), encoding
-
-
-def _utf16_without_bom(data: bytes) -> str | None:
-    sample = data[:4096]
-    even, odd = sample[0::2], sample[1::2]
-    if len(sample) < 8:
-        return None
-    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
-        return "utf-16-le"
-    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
-        return "utf-16-be"
-    return None
-
-
-def _legacy_8bit(data: bytes) -> tuple[str, str]:
-    """Western Windows text unless most letters come out accented, which means Cyrillic."""
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
-        return data.decode("latin-1"), "latin-1"
-    letters = [c for c in text[:65536] if c.isalpha()]
-    accented = sum(ord(c) > 127 for c in letters)
-    if letters and accented > 0.5 * len(letters):
-        return data.decode("cp1251"), "cp1251"
-    return text, "cp1252"
-
-
-def _checked(name: str, text: str) -> str:
-    sample = text[:65536]
-    controls = sum(c < " " and c not in HARMLESS_CONTROLS or c == "\x7f" for c in sample)
-    if "\x00" in sample or controls > 0.05 * max(1, len(sample)):
-        raise _binary(name, "most of it is not readable text")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _binary(name: str, why: str) -> DocumentError:
-    return DocumentError(f"{name} looks like a binary file ({why}), not a document. "
-                         f"Gemma Desk reads {SUPPORTED}.")
+        return decode_text(data, declared)
+    except NotText as exc:
+        raise DocumentError(f"{name} looks like a binary file ({exc}), not a document. "
+                            f"Gemma Desk reads {SUPPORTED}.") from exc
 
 
 def _read_text(name: str, data: bytes):
-    text, encoding = decode_text(name, data)
+    text, encoding = _decoded(name, data)
     text = text.rstrip("\n")
-    lines = text.split("\n")
-    return "line", len(lines), [Section(text, 1, len(lines))], encoding
+    lines = text.count("\n") + 1
+    return "line", lines, [Section(text, 1, lines)], encoding
 
 
 def _read_markdown(name: str, data: bytes):
@@ -193,6 +173,7 @@ def _read_markdown(name: str, data: bytes):
 
 def _read_pdf(name: str, data: bytes):
     from pypdf import PdfReader
+    from pypdf.errors import DependencyError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -202,8 +183,12 @@ def _read_pdf(name: str, data: bytes):
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
     except DocumentError:
         raise
+    except DependencyError as exc:  # AES needs an optional library
+        raise DocumentError(f"{name} is an encrypted PDF that this installation cannot "
+                            f"decrypt ({exc}). Save an unprotected copy and attach that.") from exc
     except Exception as exc:  # pypdf raises many kinds of errors on damaged files
-        raise DocumentError(f"{name} is a damaged PDF that cannot be read ({exc})") from exc
+        raise DocumentError(f"{name} is a damaged or incomplete PDF that cannot be read ({exc}). "
+                            "Download or export it again.") from exc
     if not any(pages):
         raise DocumentError(f"{name} has no text layer (it looks like scanned page images). "
                             "Run it through text recognition (OCR) first.")
@@ -215,60 +200,35 @@ def _opens_without_password(reader) -> bool:
     """Many PDFs are encrypted only against editing: the empty user password opens them."""
     try:
         return bool(reader.decrypt(""))
-    except Exception:  # e.g. AES without the optional crypto library: treat as locked
+    except Exception:  # e.g. an encryption method pypdf does not know: treat as locked
         return False
 
 
 # -- DOCX --------------------------------------------------------------------------------
 
 
-def _zip_holds(data: bytes, member: str) -> bool:
+def _read_docx(name: str, data: bytes):
+    builder = SectionBuilder()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return member in archive.namelist()
-    except zipfile.BadZipFile:
-        return False
-
-
-def _read_docx(name: str, data: bytes):
-    import docx
-    from docx.table import Table
-
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        if sum(info.file_size for info in archive.infolist()) > MAX_UNZIPPED:
-            raise DocumentError(f"{name} unpacks to more than {MAX_UNZIPPED // 2**20} MB")
-    try:
-        blocks = list(docx.Document(io.BytesIO(data)).iter_inner_content())
-    except Exception as exc:
-        raise DocumentError(f"{name} is a damaged Word document ({exc})") from exc
-    builder = SectionBuilder()
-    for block in blocks:
-        if isinstance(block, Table):
-            builder.add_lines(_table_rows(block))
-            continue
-        style = block.style.name if block.style is not None else ""
-        level = _heading_level(style)
-        if level:
-            builder.heading(block.text.strip(), level)
-        else:
-            builder.add_lines([("- " if style.startswith("List") else "") + block.text])
+            document = _unzipped(name, archive, "word/document.xml")
+            styles = _unzipped(name, archive, "word/styles.xml")
+        feed_docx(document, styles, builder)
+    except DocumentError:
+        raise
+    except Exception as exc:  # bad ZIP data, bad XML, or XML that is not Word's
+        raise DocumentError(f"{name} is a damaged Word document that cannot be read ({exc}). "
+                            "Open it in Word and save it again.") from exc
     return builder.result()
 
 
-def _heading_level(style: str) -> int:
-    if style == "Title":
-        return 1
-    match = re.fullmatch(r"Heading (\d)", style)
-    return int(match.group(1)) if match else 0
-
-
-def _table_rows(table) -> list[str]:
-    rows = []
-    for row in table.rows:
-        cells = [cell.text.strip().replace("\n", " ") for cell in row.cells]
-        merged = [c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]]
-        rows.append("| " + " | ".join(merged) + " |")
-    return rows
+def _unzipped(name: str, archive: zipfile.ZipFile, member: str) -> bytes | None:
+    """A member's bytes (None if absent); ZIP reading stops at the declared size, so check it."""
+    if member not in archive.namelist():
+        return None
+    if archive.getinfo(member).file_size > MAX_UNZIPPED:
+        raise DocumentError(f"{name} unpacks to more than {MAX_UNZIPPED // 2**20} MB")
+    return archive.read(member)
 
 
 class SectionBuilder:
@@ -302,7 +262,9 @@ class SectionBuilder:
 
 
 def _read_html(name: str, data: bytes):
-    text, encoding = decode_text(name, data)
+    declared = re.search(rb"""<(?:meta|\?xml)[^>]*?(?:charset|encoding)\s*=\s*["']?([\w.:-]+)""",
+                         data[:4096], re.IGNORECASE)
+    text, encoding = _decoded(name, data, declared.group(1).decode() if declared else "")
     builder = SectionBuilder()
     feed_html(text, builder)
     unit, total, sections, _ = builder.result()

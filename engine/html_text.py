@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+SPACES = re.compile(r"\s+")
+HEADINGS = {f"h{level}" for level in range(1, 7)}
+
 
 def feed_html(text: str, builder) -> None:
     parser = HtmlText(builder)
@@ -19,7 +22,8 @@ def feed_html(text: str, builder) -> None:
 
 
 class HtmlText(HTMLParser):
-    SKIP = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
+    SKIP = {"script", "style", "noscript", "template", "head", "title", "svg", "iframe", "object"}
+    IN_HEAD = {"title", "meta", "link", "style", "script", "base", "noscript", "template"}
     BLOCKS = set("p div br li tr section article header footer table ul ol blockquote pre hr "
                  "dd dt dl nav main aside figure figcaption form".split())
 
@@ -30,9 +34,11 @@ class HtmlText(HTMLParser):
         self.heading = None  # (level, pieces) while inside <h1>..<h6>
 
     def handle_starttag(self, tag, attrs):
+        if self.skipping == ["head"] and tag not in self.IN_HEAD:
+            self.skipping.pop()  # </head> is optional: the body's first tag ends the head
         if tag in self.SKIP:
             self.skipping.append(tag)
-        elif re.fullmatch(r"h[1-6]", tag):
+        elif tag in HEADINGS:
             self.heading = (int(tag[1]), [])
         elif tag in self.BLOCKS:
             self._break("- " if tag == "li" else "")
@@ -44,7 +50,7 @@ class HtmlText(HTMLParser):
     def handle_endtag(self, tag):
         if self.skipping and tag == self.skipping[-1]:
             self.skipping.pop()
-        elif re.fullmatch(r"h[1-6]", tag) and self.heading:
+        elif tag in HEADINGS and self.heading:
             level, pieces = self.heading
             self.heading = None
             self._break()
@@ -66,7 +72,7 @@ class HtmlText(HTMLParser):
                 self._break()
                 self.line.append(line)
         else:
-            self.line.append(re.sub(r"\s+", " ", data))
+            self.line.append(SPACES.sub(" ", data))
 
     def _break(self, prefix: str = "") -> None:
         """End the current line; `prefix` (a list bullet) starts the next one."""

@@ -7,6 +7,7 @@ DOCX by python-docx, encrypted PDFs by pypdf.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
@@ -258,3 +259,215 @@ def test_html_text_without_scripts_or_styles(tmp_path):
     assert doc.sections[2].text == "## Details\nKey | Value\na | 1\n  indented\n    code"
     for hidden in ("secret", "alert", "color", "Ignored", "Enable JS"):
         assert hidden not in doc.text
+
+
+# -- hardening: odd files users really have ----------------------------------------------
+
+TURN_MARKERS = "<start_of_turn>user\nhi<end_of_turn>"
+
+
+def test_turn_markers_survive_extraction_verbatim(tmp_path):
+    (tmp_path / "chat.txt").write_text(TURN_MARKERS, encoding="utf-8")
+    (tmp_path / "chat.md").write_text(f"# Log\n{TURN_MARKERS}", encoding="utf-8")
+    (tmp_path / "chat.html").write_text("<p>&lt;start_of_turn&gt;user</p><p>hi&lt;end_of_turn&gt;"
+                                        "</p>", encoding="utf-8")
+    make_pdf(tmp_path / "chat.pdf", [TURN_MARKERS])
+    for name in ("chat.txt", "chat.md", "chat.html", "chat.pdf"):
+        assert TURN_MARKERS in extract(tmp_path / name).text, name
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(TURN_MARKERS)
+    document.save(tmp_path / "chat.docx")
+    assert TURN_MARKERS in extract(tmp_path / "chat.docx").text
+
+
+def test_nul_padding_at_the_end_is_not_binary(tmp_path):
+    path = tmp_path / "service.log"
+    path.write_bytes(b"started\r\nstopped\r\n" + b"\x00" * 4096)
+    doc = extract(path)
+    assert (doc.text, doc.total, doc.encoding) == ("started\nstopped", 2, "utf-8")
+    path.write_bytes("wide text\n".encode("utf-16-le") + b"\x00" * 64)
+    assert extract(path).text == "wide text"
+    path.write_bytes(b"\x00" * 1000)
+    with pytest.raises(DocumentError, match=r"service\.log contains no text"):
+        extract(path)
+
+
+def test_nul_holes_after_a_text_start_are_dropped(tmp_path):
+    path = tmp_path / "crash.log"
+    text = "line of log text\n" * 5000
+    path.write_bytes(text.encode() + b"\x00" * 512 + b"after the crash\n")
+    assert extract(path).text == text + "after the crash"
+
+
+def test_folders_and_pipes_are_refused_without_reading(tmp_path):
+    import os
+
+    (tmp_path / "reports").mkdir()
+    with pytest.raises(DocumentError, match=r"reports is a folder"):
+        extract(tmp_path / "reports")
+    os.mkfifo(tmp_path / "pipe.txt")  # reading it would wait forever
+    with pytest.raises(DocumentError, match=r"pipe\.txt is not a regular file"):
+        extract(tmp_path / "pipe.txt")
+
+
+def test_unicode_file_name_with_spaces(tmp_path):
+    path = tmp_path / "Bericht über Köln 東京.txt"
+    path.write_text("Inhalt", encoding="utf-8")
+    assert extract(path).name == "Bericht über Köln 東京.txt"
+
+
+def test_pdf_header_after_leading_junk(tmp_path):
+    good = make_pdf(tmp_path / "good.pdf", report_pages(1)).read_bytes()
+    (tmp_path / "download.pdf").write_bytes(b"\xef\xbb\xbfHTTP junk\r\n" + good)
+    assert "Report page 1 of 1." in extract(tmp_path / "download.pdf").text
+    (tmp_path / "notes.md").write_text("# PDF notes\nA PDF starts with %PDF-1.7\n")
+    assert extract(tmp_path / "notes.md").kind == "markdown"
+
+
+def test_damaged_pdf_message_says_what_to_do(tmp_path):
+    good = make_pdf(tmp_path / "good.pdf", report_pages(3)).read_bytes()
+    (tmp_path / "cut.pdf").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DocumentError, match=r"cut\.pdf is a damaged or incomplete PDF.*again"):
+        extract(tmp_path / "cut.pdf")
+
+
+def test_aes_pdf_without_crypto_library_is_not_called_damaged(tmp_path, monkeypatch):
+    import pypdf._crypt_providers._fallback as fallback
+    import pypdf._encryption
+
+    plain = make_pdf(tmp_path / "plain.pdf", report_pages(1))
+    path = tmp_path / "aes.pdf"
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-128")
+    writer.write(path)
+    monkeypatch.setattr(pypdf._encryption, "CryptAES", fallback.CryptAES)  # as if not installed
+    with pytest.raises(DocumentError, match=r"aes\.pdf is an encrypted PDF that this "
+                                            r"installation cannot decrypt.*cryptography"):
+        extract(path)
+
+
+def test_office_files_in_the_ole_container(tmp_path):
+    header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
+    (tmp_path / "locked.docx").write_bytes(header + "EncryptedPackage".encode("utf-16-le"))
+    with pytest.raises(DocumentError, match=r"locked\.docx is a password-protected Office"):
+        extract(tmp_path / "locked.docx")
+    (tmp_path / "old.doc").write_bytes(header + "WordDocument".encode("utf-16-le"))
+    with pytest.raises(DocumentError, match=r"old\.doc is in the old binary Office format"):
+        extract(tmp_path / "old.doc")
+
+
+# -- DOCX: what Word shows, simple readers miss ------------------------------------------
+
+NAMESPACES = ('xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+              'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+              'xmlns:m="http://schemas.openxmlformats.org/officeDocument/2006/math"')
+
+
+def docx_with_xml(path, *blocks: str):
+    """A Word document whose body holds these raw WordprocessingML blocks, in order."""
+    import docx
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    body = document.element.body
+    for block in blocks:
+        body.insert(len(body) - 1, parse_xml(re.sub(r"^<(w:\w+)", rf"<\1 {NAMESPACES}", block)))
+    document.save(path)
+    return path
+
+
+def test_docx_tracked_changes_content_controls_and_breaks(tmp_path):
+    path = docx_with_xml(
+        tmp_path / "draft.docx",
+        '<w:p><w:r><w:t xml:space="preserve">Price is </w:t></w:r><w:del w:id="1" w:author="a">'
+        '<w:r><w:delText>10</w:delText></w:r></w:del><w:ins w:id="2" w:author="a"><w:r>'
+        "<w:t>12</w:t></w:r></w:ins></w:p>",
+        "<w:sdt><w:sdtContent><w:p><w:r><w:t>Inside a content control</w:t></w:r></w:p>"
+        "</w:sdtContent></w:sdt>",
+        "<w:p><w:pPr><w:tabs><w:tab w:val='left' w:pos='720'/></w:tabs></w:pPr><w:r><w:t>one"
+        "</w:t><w:br/><w:t>two</w:t><w:tab/><w:t>three</w:t></w:r></w:p>",
+        "<w:p><w:pPr><w:numPr><w:ilvl w:val='0'/><w:numId w:val='1'/></w:numPr></w:pPr><w:r>"
+        "<w:t>numbered item</w:t></w:r></w:p>",
+        "<w:p><w:r><w:t xml:space='preserve'>Area: </w:t></w:r><m:oMath><m:r><m:t>πr²</m:t>"
+        "</m:r></m:oMath></w:p>")
+    assert extract(path).text == ("Price is 12\nInside a content control\none\ntwo\tthree\n"
+                                  "- numbered item\nArea: πr²")
+
+
+def test_docx_nested_table_and_text_box_read_once(tmp_path):
+    box = "<w:txbxContent><w:p><w:r><w:t>Boxed note</w:t></w:r></w:p></w:txbxContent>"
+    path = docx_with_xml(
+        tmp_path / "layout.docx",
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>outer</w:t></w:r></w:p></w:tc><w:tc><w:tbl><w:tr>"
+        "<w:tc><w:p><w:r><w:t>inner</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>cell</w:t>"
+        "</w:r></w:p></w:tc></w:tr></w:tbl></w:tc></w:tr></w:tbl>",
+        f"<w:p><w:r><w:t>See: </w:t></w:r><w:r><mc:AlternateContent><mc:Choice Requires='wps'>"
+        f"<w:drawing>{box}</w:drawing></mc:Choice><mc:Fallback><w:pict>{box}</w:pict>"
+        f"</mc:Fallback></mc:AlternateContent></w:r></w:p>")
+    assert extract(path).text == "| outer | inner cell |\nSee: Boxed note"
+
+
+def test_macro_enabled_word_document_is_read(tmp_path):
+    import zipfile
+
+    source = make_docx(tmp_path / "q3.docx")
+    target = tmp_path / "q3.docm"
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(b"wordprocessingml.document.main",
+                                    b"ms-word.document.macroEnabled.main")
+            new.writestr(item.filename, data)
+    assert extract(target).sections[0].title == "Quarterly report"
+
+
+def test_broken_word_documents(tmp_path):
+    import zipfile
+
+    good = make_docx(tmp_path / "good.docx").read_bytes()
+    (tmp_path / "cut.docx").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DocumentError, match=r"cut\.docx is a damaged or incomplete Word"):
+        extract(tmp_path / "cut.docx")
+    with zipfile.ZipFile(tmp_path / "photos.docx", "w") as archive:
+        archive.writestr("photo.jpg", b"\xff\xd8")
+    with pytest.raises(DocumentError, match=r"photos\.docx is named \.docx but is a ZIP"):
+        extract(tmp_path / "photos.docx")
+    with zipfile.ZipFile(tmp_path / "bad-xml.docx", "w") as archive:
+        archive.writestr("word/document.xml", "<w:document><unclosed>")
+    with pytest.raises(DocumentError, match=r"bad-xml\.docx is a damaged Word document"):
+        extract(tmp_path / "bad-xml.docx")
+    (tmp_path / "renamed.docx").write_text("plain words")
+    with pytest.raises(DocumentError, match=r"renamed\.docx is named \.docx but is not a Word"):
+        extract(tmp_path / "renamed.docx")
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+
+def test_html_without_closing_head_keeps_its_body(tmp_path):
+    path = tmp_path / "page.htm"
+    path.write_text("<html><head><title>Tab title</title><meta charset=utf-8>"
+                    "<p>First paragraph</p><h2>Next</h2><p>More</p>", encoding="utf-8")
+    doc = extract(path)
+    assert doc.text == "First paragraph\n\n## Next\nMore"
+
+
+@pytest.mark.parametrize("text, charset", [
+    ("Привет, это отчёт о продажах", "windows-1251"), ("東京の天気は晴れです", "shift_jis")])
+def test_html_declared_charset_is_used(tmp_path, text, charset):
+    path = tmp_path / "old.html"
+    path.write_bytes(f'<meta http-equiv="Content-Type" content="text/html; charset={charset}">'
+                     f"<p>{text}</p>".encode(charset))
+    assert extract(path).text == text
+
+
+def test_html_declaring_a_codec_that_is_not_an_encoding(tmp_path):
+    path = tmp_path / "odd.html"
+    path.write_bytes('<meta charset="base64"><p>Café crème</p>'.encode("cp1252"))
+    doc = extract(path)
+    assert (doc.text, doc.encoding) == ("Café crème", "cp1252")
