@@ -43,7 +43,7 @@ def colourful(width=48, height=32) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("kind", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"])
 def test_every_common_format_opens_as_rgb(kind, tmp_path):
     path = write(tmp_path, f"picture.{kind.lower()}", encode(colourful(), kind))
     image = open_image(path)
@@ -52,17 +52,20 @@ def test_every_common_format_opens_as_rgb(kind, tmp_path):
     assert pixels.shape == (1 + crops, 3, 896, 896) and pixels.abs().max() <= 1
 
 
-def test_animated_gif_gives_its_first_frame():
+@pytest.mark.parametrize("kind", ["GIF", "WEBP", "PNG"])
+def test_animations_give_their_first_frame(kind):
     frames = [Image.new("RGB", (20, 20), colour) for colour in [(255, 0, 0), (0, 0, 255)]]
-    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    data = encode(frames[0], kind, save_all=True, append_images=frames[1:], duration=100,
+                  **({"lossless": True} if kind == "WEBP" else {}))
     assert open_image(data).getpixel((5, 5)) == (255, 0, 0)
 
 
-def test_transparency_is_composited_on_white():
-    rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
-    rgba.putpixel((0, 0), (0, 0, 255, 255))
-    image = open_image(encode(rgba, "PNG"))
-    assert image.getpixel((5, 5)) == (255, 255, 255) and image.getpixel((0, 0)) == (0, 0, 255)
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparency_is_composited_on_white(mode):
+    see_through = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    see_through.putpixel((0, 0), (0, 0, 0, 255))
+    image = open_image(encode(see_through.convert(mode), "PNG"))
+    assert image.getpixel((5, 5)) == (255, 255, 255) and image.getpixel((0, 0)) == (0, 0, 0)
 
 
 def test_palette_with_a_transparent_entry_works():
@@ -87,12 +90,14 @@ def test_16_bit_png_keeps_its_tones():
     assert 125 <= values[4, 0] <= 131  # mid-grey stays mid-grey
 
 
-def test_exif_orientation_is_applied():
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP"])
+def test_exif_orientation_is_applied(kind):
+    """A phone photo stored sideways is seen upright, as transformers' load_image does."""
     wide = Image.new("RGB", (40, 20), (0, 0, 0))
     wide.paste((255, 255, 255), (0, 0, 10, 10))  # white top-left corner as stored
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: display after turning 90 degrees clockwise
-    image = open_image(encode(wide, "JPEG", exif=exif.tobytes(), quality=95))
+    image = open_image(encode(wide, kind, exif=exif.tobytes()))
     assert image.size == (20, 40)
     assert min(image.getpixel((15, 5))) > 200  # the corner is now top-right
     assert max(image.getpixel((5, 35))) < 50
@@ -126,13 +131,20 @@ def hostile_files() -> dict[str, tuple[bytes, str]]:
         "notes.png": (b"This is a text file, not a picture.\n" * 5, "not an image"),
         "html.jpg": (b"<!DOCTYPE html><html><body>404</body></html>", "not an image"),
         "zero_by_zero.png": (png_claiming(0, 0), "damaged PNG"),
-        "huge_header.png": (png_claiming(100_000, 100_000), "claims more than 120 megapixels"),
-        "wide_header.png": (png_claiming(2**31 - 1, 1), "claims more than 120 megapixels"),
+        "huge_header.png": (png_claiming(100_000, 100_000), "claims more than 179 megapixels"),
+        "wide_header.png": (png_claiming(2**31 - 1, 1), "claims more than 179 megapixels"),
         "corrupt.gif": (gif[:13] + b"\x2c" + b"\xff" * 40, "damaged GIF"),
         "gif_huge_screen.gif": (b"GIF89a\xff\xff\xff\xff" + gif[10:], "claims more than"),
         "corrupt.tiff": (bytes(tiff), "damaged TIFF"),
         "absurd.bmp": (bytes(bmp), "claims more than"),
         "garbage.webp": (b"RIFF\x10\0\0\0WEBPVP8 " + b"\x00" * 8, "damaged or incomplete"),
+        "sound.wav": (b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40, "not an image"),
+        "thin.png": (encode(Image.new("1", (1, 70_000)), "PNG"), "no photo has a side over 65,535"),
+        "photo.heic": (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64, "HEIC/HEIF photo"),
+        "scan.pdf": (b"%PDF-1.7\n" + b"\0" * 64, "a PDF document"),
+        "logo.svg": (b'<?xml version="1.0"?>\n<svg width="9" height="9"/>', "an SVG drawing"),
+        "layers.psd": (b"8BPS\0\1" + b"\0" * 64, "a Photoshop"),
+        "figure.eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n", "PostScript"),
     }
 
 
@@ -143,6 +155,25 @@ def test_broken_files_give_a_clear_error_naming_the_file(name, tmp_path):
     with pytest.raises(ImageError, match=message) as caught:
         open_image(path)
     assert str(path) in str(caught.value)
+
+
+def test_eps_never_reaches_ghostscript(tmp_path, monkeypatch):
+    """Pillow would run Ghostscript on an EPS file: pretend it is installed, it must not run."""
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", "false", raising=False)
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\nshowpage\n"
+    with pytest.raises(ImageError, match="a PostScript .EPS. file, which cannot be read"):
+        open_image(write(tmp_path, "figure.png", eps))
+
+
+def test_avif_without_a_decoder_is_named(monkeypatch):
+    data = encode(colourful(), "AVIF")
+    monkeypatch.delitem(Image.OPEN, "AVIF")  # as on a Pillow built without libavif
+    with pytest.raises(ImageError, match="^x.avif: an AVIF picture .this Pillow has no AVIF"):
+        open_image(data, name="x.avif")
+    assert open_image(encode(colourful(), "PNG")).size == (48, 32)  # the others still open
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):

@@ -124,3 +124,45 @@ def test_sha256_of_bytes_and_of_the_file_agree(tmp_path):
     path.write_bytes(data)
     assert images.sha256(path) == images.sha256(data) == images.sha256(str(path))
     assert images.sha256(data) != images.sha256(data + b"!") and len(images.sha256(data)) == 64
+
+
+def halves(mode: str, left, right, side=2 * 1792) -> Image.Image:
+    image = Image.new(mode, (side, side), left)
+    image.paste(right, (side // 2, 0, side, side))
+    return image
+
+
+@pytest.mark.parametrize("mode, left, right, seen", [
+    ("P", 0, 1, [(255, 255, 255), (0, 200, 0)]),  # palette entry 0 is see-through
+    ("1", 0, 1, [(0, 0, 0), (255, 255, 255)]),
+    ("I;16", 0, 65535, [(0, 0, 0), (255, 255, 255)]),
+    ("LA", (0, 0), (90, 255), [(255, 255, 255), (90, 90, 90)]),
+])
+def test_huge_images_of_any_mode_shrink_with_their_colours(mode, left, right, seen):
+    """Shrinking comes before colour conversion (a full-size copy); `reduce` takes few modes."""
+    image = halves(mode, left, right)
+    options = {}
+    if mode == "P":
+        image.putpalette([0, 0, 0, 0, 200, 0])
+        options["transparency"] = 0
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **options)
+    opened = open_image(buffer.getvalue())
+    assert opened.mode == "RGB" and opened.size == (1792, 1792)
+    assert [opened.getpixel((x, 900)) for x in (100, 1700)] == seen
+
+
+@pytest.mark.parametrize("mode, values, expected", [
+    ("I;16", [0, 32768, 65535], [0, 128, 255]),
+    ("I", [0, 200, 255], [0, 200, 255]),  # 8-bit values kept as they are
+    ("I", [0, 30000, 60000], [0, 117, 233]),  # 16-bit values scaled as 16-bit
+    ("I", [-1000, 0, 1000], [0, 128, 255]),  # anything else: stretched over black to white
+    ("F", [0.0, 0.5, 1.0], [0, 128, 255]),
+    ("F", [-1.0, 0.0, 1.0], [0, 128, 255]),
+    ("F", [-5.0, -5.0, -5.0], [0, 0, 0]),  # flat, no division by zero
+])
+def test_deep_greyscale_becomes_eight_bits_without_clipping(mode, values, expected):
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    image = Image.fromarray(np.array([values], dtype=dtype))
+    assert image.mode == mode
+    assert list(np.asarray(images.to_rgb(image))[0, :, 0]) == expected
