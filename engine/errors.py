@@ -2,8 +2,6 @@
 
 from contextlib import contextmanager
 
-import torch
-
 
 class EngineError(Exception):
     """Base class for every error the engine reports to the user."""
@@ -41,6 +39,8 @@ class OutOfMemory(EngineError):
 @contextmanager
 def device_memory_guard(device, what: str):
     """Turn the allocators' out-of-memory errors into one clear OutOfMemory message."""
+    import torch  # here, not at the top: reading a document needs these errors, not torch
+
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -53,6 +53,8 @@ def device_memory_guard(device, what: str):
 
 def _oom_text(device, what: str) -> str:
     if getattr(device, "type", "") == "cuda":
+        import torch
+
         torch.cuda.empty_cache()
     return (
         f"Out of memory on {getattr(device, 'type', device)} while {what}. "
