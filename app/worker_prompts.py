@@ -11,6 +11,7 @@ context meter counts exactly what the model will be sent.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -54,9 +55,18 @@ class _Cache:
         return value
 
 
-_documents = _Cache(16)  # path -> (prompt text, Document)
-_pixels = _Cache(8)  # (path, pan_and_scan) -> (pixel_values, crops)
-_crops = _Cache(256)  # (path, pan_and_scan) -> crops (counting needs no pixels)
+_documents = _Cache(16)  # file version -> (prompt text, Document)
+_pixels = _Cache(8)  # (file version, pan_and_scan) -> (pixel_values, crops)
+_crops = _Cache(256)  # (file version, pan_and_scan) -> crops (counting needs no pixels)
+
+
+def _version(path: str) -> tuple:
+    """The file as it is now: a file saved again after it was read is read again."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return path, None  # reading it will say what is wrong
+    return path, stat.st_mtime_ns, stat.st_size
 
 
 def document_text(path: str):
@@ -64,15 +74,17 @@ def document_text(path: str):
         doc = extract(path)
         return f"{DOCUMENT_NOTE}\n\n{document_block(doc)}", doc
 
-    return _documents.get(path, make)
+    return _documents.get(_version(path), make)
 
 
 def image_crops(path: str, pan_and_scan: bool) -> int:
-    return _crops.get((path, pan_and_scan), lambda: image_cost(open_image(path), pan_and_scan))
+    return _crops.get((_version(path), pan_and_scan),
+                      lambda: image_cost(open_image(path), pan_and_scan))
 
 
 def image_pixels(path: str, pan_and_scan: bool):
-    return _pixels.get((path, pan_and_scan), lambda: preprocess(open_image(path), pan_and_scan))
+    return _pixels.get((_version(path), pan_and_scan),
+                       lambda: preprocess(open_image(path), pan_and_scan))
 
 
 def engine_turn(turn: dict, sees_images: bool, pan_and_scan: bool, pixels: list | None) -> Turn:

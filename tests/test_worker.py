@@ -148,7 +148,12 @@ def test_attachments_are_measured(qtbot, client, tmp_path):
     notes.write_text("The meeting moved to Thursday at ten.\n" * 20)
     with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
         client.measure(1, str(notes), "document", False)
-    assert blocker.args[0] == 1 and 150 < blocker.args[1]["token_cost"] < 400
+    first = blocker.args[1]["token_cost"]
+    assert blocker.args[0] == 1 and 150 < first < 400
+    notes.write_text("The meeting moved to Thursday at ten.\n" * 40)  # edited after attaching
+    with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
+        client.measure(1, str(notes), "document", False)
+    assert blocker.args[1]["token_cost"] > first + 100  # read again, not the old text
     with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
         client.measure(2, picture(tmp_path / "p.png"), "image", False)
     assert blocker.args[1]["token_cost"] == 260
