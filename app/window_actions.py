@@ -78,8 +78,10 @@ class WindowActions(QObject):
     def attach_files(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
             self.w, "Attach files", "", "Pictures and documents (*.png *.jpg *.jpeg *.webp "
-            "*.gif *.bmp *.tif *.tiff *.pdf *.docx *.txt *.md *.html *.htm *.csv *.json *.py "
-            "*.js *.ts *.c *.cpp *.h *.java *.rs *.go *.yaml *.yml *.log);;All files (*)")
+            "*.gif *.bmp *.tif *.tiff *.pdf *.docx *.docm *.txt *.text *.md *.markdown *.html "
+            "*.htm *.xhtml *.csv *.tsv *.json *.jsonl *.ndjson *.yaml *.yml *.toml *.xml *.ini "
+            "*.log *.tex *.py *.js *.ts *.c *.cpp *.h *.hpp *.cs *.java *.kt *.rs *.go *.rb "
+            "*.php *.swift *.sh *.sql *.r *.lua);;All files (*)")
         if paths:
             self.w.composer.add_paths(paths)
 
