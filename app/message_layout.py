@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from PySide6.QtCore import QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QFont, QFontMetrics, QImageReader, QPixmap, QTextDocument, QTextTable
+from PySide6.QtGui import (
+    QFont,
+    QFontMetrics,
+    QImageIOHandler,
+    QImageReader,
+    QPixmap,
+    QTextDocument,
+    QTextTable,
+)
 
 from app import theme
 from app.chat_model import Row, stats_line
@@ -215,11 +223,18 @@ def code_cards(doc: QTextDocument) -> list[tuple[QRectF, float]]:
 
 @lru_cache(maxsize=256)
 def thumb_size(path: str) -> QSize:
-    size = QImageReader(path).size()
+    reader = QImageReader(path)
+    size = reader.size()
     if not size.isValid() or size.isEmpty():
         return QSize(THUMB_H, THUMB_H)  # unreadable: a square placeholder
+    if _turned(reader):
+        size.transpose()  # a phone's portrait photo is stored landscape, with an EXIF turn
     scaled = size.scaled(QSize(THUMB_W, THUMB_H), Qt.AspectRatioMode.KeepAspectRatio)
     return scaled.expandedTo(QSize(48, 48))
+
+
+def _turned(reader: QImageReader) -> bool:
+    return bool(reader.transformation() & QImageIOHandler.Transformation.TransformationRotate90)
 
 
 @lru_cache(maxsize=128)
@@ -227,7 +242,10 @@ def thumbnail(path: str, width: int, height: int, ratio: float) -> QPixmap | Non
     """A decoded, downscaled picture (the reader decodes at the small size directly)."""
     reader = QImageReader(path)
     reader.setAutoTransform(True)
-    reader.setScaledSize(QSize(int(width * ratio), int(height * ratio)))
+    scaled = QSize(int(width * ratio), int(height * ratio))
+    if _turned(reader):
+        scaled.transpose()  # the reader scales the picture as stored, then turns it
+    reader.setScaledSize(scaled)
     image = reader.read()
     if image.isNull():
         return None

@@ -403,6 +403,21 @@ def test_clicking_a_thumbnail_opens_the_picture(qtbot, make_window, tmp_path):
     assert viewers and viewers[0].windowTitle() == "view.png"
 
 
+def test_a_phone_photo_turned_by_exif_gets_an_upright_thumbnail(qapp, tmp_path):
+    from PIL import Image
+
+    from app.message_layout import thumb_size, thumbnail
+
+    path = tmp_path / "portrait.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown turned a quarter: a portrait photo
+    Image.new("RGB", (400, 200), "#5b8def").save(path, exif=exif.tobytes())
+    size = thumb_size(str(path))
+    assert size.height() > size.width()
+    pixmap = thumbnail(str(path), size.width(), size.height(), 1.0)
+    assert (pixmap.width(), pixmap.height()) == (size.width(), size.height())
+
+
 def test_search_finds_a_message_and_opens_its_chat(qtbot, make_window):
     window = make_window()
     chat = window.store.create_conversation("Trip")
