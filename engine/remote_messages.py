@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 SENT_AS_IS = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+EXIF_ORIENTATION = 0x0112
 ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system"}
 
 
@@ -97,25 +98,37 @@ def document_block(name: str, text: str) -> str:
 
 def image_part(path) -> dict:
     """An image content part with the picture as a data URL (PNG and JPEG sent as they are,
-    other formats converted to PNG, which every server reads)."""
+    other formats, and photos that EXIF says to turn, converted to upright PNG)."""
     data = Path(path).read_bytes()
     mime = next((kind for magic, kind in SENT_AS_IS.items() if data.startswith(magic)), None)
-    if mime is None:
+    if mime is None or _turned(data):
         data, mime = _as_png(data, Path(path).name), "image/png"
     url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _as_png(data: bytes, name: str) -> bytes:
-    from PIL import Image, UnidentifiedImageError
+def _turned(data: bytes) -> bool:
+    """A photo whose EXIF orientation says to turn it, which servers' decoders ignore."""
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            out = io.BytesIO()
-            image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, "PNG")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            return image.getexif().get(EXIF_ORIENTATION, 1) != 1
+    except (OSError, ValueError):
+        return False  # sent as it is; the server says what it makes of it
+
+
+def _as_png(data: bytes, name: str) -> bytes:
+    """The picture as the engine would see it (size limits, formats, turned upright), as PNG."""
+    from engine.errors import ImageError
+    from engine.images import open_image
+
+    try:
+        image = open_image(data, name)
+    except ImageError as exc:
         raise ValueError(f"{name} cannot be sent as an image: {exc}") from exc
+    out = io.BytesIO()
+    image.save(out, "PNG")
     return out.getvalue()
 
 

@@ -74,6 +74,18 @@ def test_jpeg_travels_unchanged_and_non_images_are_refused(tmp_path):
         build_messages([turn("user", "look", [Attachment("image", "d.png", "2" * 64, 13, fake)])])
 
 
+def test_a_photo_that_exif_turns_is_sent_upright(tmp_path):
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 400x200, to be shown turned a quarter: a portrait photo
+    Image.new("RGB", (400, 200), "#5b8def").save(path, exif=exif.tobytes())
+    photo = Attachment("image", "phone.jpg", "4" * 64, path.stat().st_size, path)
+    header, data = decoded(build_messages([turn("user", "", [photo])])[0]["content"][0])
+    assert header == "data:image/png;base64"
+    with Image.open(io.BytesIO(data)) as sent:
+        assert sent.size == (200, 400)
+
+
 def test_a_document_whose_text_was_not_read_is_refused(tmp_path):
     doc = Attachment("document", "x.pdf", "3" * 64, 1, tmp_path / "x.pdf")
     with pytest.raises(ValueError, match="text of x.pdf has not been read"):
