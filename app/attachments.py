@@ -6,7 +6,8 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".mpo", ".webp", ".gif", ".bmp", ".tif",
+                  ".tiff", ".avif", ".heic", ".heif"}  # HEIC is refused by name, as a picture
 _keys = itertools.count(1)
 
 

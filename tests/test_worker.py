@@ -163,6 +163,15 @@ def test_attachments_are_measured(qtbot, client, tmp_path):
     with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
         client.measure(3, str(junk), "image", False)
     assert "junk.png" in blocker.args[1]["error"]
+    from app.attachments import PendingAttachment
+
+    heic = tmp_path / "photo.heic"  # an iPhone's photo: a picture, refused by name
+    heic.write_bytes(b"\0\0\0\x18ftypheic" + bytes(40))
+    assert PendingAttachment.from_path(heic).kind == "image"
+    with qtbot.waitSignal(client.measured, timeout=LONG) as blocker:
+        client.measure(4, str(heic), "image", False)
+    assert "a HEIC/HEIF photo" in blocker.args[1]["error"]
+    assert "convert it to PNG or JPEG" in blocker.args[1]["error"]
 
 
 def test_an_unexpected_failure_while_measuring_is_answered_not_dropped(qtbot, client,
