@@ -77,7 +77,7 @@ class WindowActions(QObject):
 
     def attach_files(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
-            self.w, "Attach files", "", "Pictures and documents (*.png *.jpg *.jpeg *.webp "
+            self.w, "Attach files", "", "Pictures and documents (*.png *.jpg *.jpeg *.webp *.avif "
             "*.gif *.bmp *.tif *.tiff *.pdf *.docx *.docm *.txt *.text *.md *.markdown *.html "
             "*.htm *.xhtml *.csv *.tsv *.json *.jsonl *.ndjson *.yaml *.yml *.toml *.xml *.ini "
             "*.log *.tex *.py *.js *.ts *.c *.cpp *.h *.hpp *.cs *.java *.kt *.rs *.go *.rb "
