@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,6 +16,18 @@ from urllib.parse import urlsplit
 SENT_AS_IS = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 EXIF_ORIENTATION = 0x0112
 ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system"}
+# Servers render the chat template and then tokenise it with special tokens on, so a control
+# string inside a message would become the control token itself.
+CONTROL = re.compile(r"<(?=(?:start_of_turn|end_of_turn|start_of_image|end_of_image|"
+                     r"image_soft_token|bos|eos|pad|unk|mask|unused\d+)>)")
+WORD_JOINER = "\u2060"
+
+
+def inert(text: str) -> str:
+    """Text that no server reads as a control token: "<start_of_turn>" typed by a person, or
+    found in a document, gets an invisible word joiner after its "<" and stays text. (The
+    local engine needs no such thing: it encodes text and control tokens apart.)"""
+    return CONTROL.sub("<" + WORD_JOINER, text)
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,8 @@ def build_messages(turns, system_prompt: str = "", document_text=None) -> list[d
     attributes (app.conversation.Message). `document_text(attachment)` gives a document's
     block exactly as the local engine's prompt holds it; without it a document must carry its
     `extracted_text`. Answers with no text yet are left out."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    messages = [{"role": "system", "content": inert(system_prompt)}] if system_prompt.strip() \
+        else []
     for turn in turns:
         role = ROLES.get(_field(turn, "role"))
         if role is None:
@@ -75,7 +89,7 @@ def build_messages(turns, system_prompt: str = "", document_text=None) -> list[d
         text, attachments = _field(turn, "text") or "", list(_field(turn, "attachments") or [])
         if role == "assistant" and not text:
             continue
-        content = user_content(text, attachments, document_text) if attachments else text
+        content = user_content(text, attachments, document_text) if attachments else inert(text)
         messages.append({"role": role, "content": content})
     return messages
 
@@ -85,7 +99,7 @@ def user_content(text: str, attachments, document_text=None) -> str | list[dict]
     list of parts only when there are pictures."""
     render = document_text or _plain_document
     blocks = [render(a) for a in attachments if _field(a, "kind") == "document"]
-    text = "\n\n".join([*blocks, text] if text else blocks)
+    text = inert("\n\n".join([*blocks, text] if text else blocks))
     images = [image_part(_field(a, "path")) for a in attachments if _field(a, "kind") == "image"]
     if not images:
         return text
