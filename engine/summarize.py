@@ -49,12 +49,12 @@ class Progress:
         """Share of the whole job done, never running backwards between stages: the sections,
         then combining, whose passes take half of what is left each (their number is unknown
         until the summaries are written)."""
-        step = (self.index - 1 + self.done) / self.total
         if self.stage == "section":
-            return step * self.total / (self.total + 1)
-        combined = 1 - 0.5 ** (self.level - 1) + step * 0.5 ** self.level if self.sections \
-            else step
-        return (self.sections + combined) / (self.sections + 1)
+            return (self.index - 1 + self.done) / (self.total + 1)
+        step = (self.index - 1 + self.done) / self.total
+        if self.sections:  # combining pass `level` takes half of what is left
+            step = 1 - 0.5 ** (self.level - 1) + step * 0.5 ** self.level
+        return (self.sections + step) / (self.sections + 1)
 
     def __str__(self) -> str:
         if self.stage == "reading":
@@ -228,9 +228,10 @@ def combine(writer: Writer, doc: Document, parts: list[Part], section_tokens: in
         if len(groups) == len(parts):
             raise EngineError(f"A {writer.context_length:,}-token context is too small to "
                               "combine the section summaries; use a longer context.")
-        parts = [_combined(writer, doc, group, Progress(
-                     "combining", i, len(groups), span(doc.unit, group[0].start, group[-1].end),
-                     sections, level=level), section_tokens) for i, group in enumerate(groups, 1)]
+        steps = [Progress("combining", i, len(groups), span(doc.unit, g[0].start, g[-1].end),
+                          sections, level=level) for i, g in enumerate(groups, 1)]
+        parts = [_combined(writer, doc, group, step, section_tokens)
+                 for group, step in zip(groups, steps)]
         level += 1
     step = Progress("combining", 1, 1, coverage(doc), sections, level=level)
     return writer.write(notes_block(doc, parts), "combine", answer_tokens, step)
