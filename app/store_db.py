@@ -8,8 +8,11 @@ backups/ beside it with SQLite's online backup API.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Each step is one transaction. Never edit a released step; append a new one.
@@ -86,6 +89,59 @@ class CorruptDatabaseError(sqlite3.DatabaseError):
     """The file is not a readable SQLite database (or fails its integrity check)."""
 
 
+class StoreError(OSError):
+    """The chats could not be read or written (disk full, read-only folder, failing disk, another
+    program holding the database). The message says what happened and what to do; a failed
+    write changes nothing, so whatever was saved before is still there."""
+
+
+# Why, and what the user can do, by SQLite's primary result code and by errno
+_FULL = ("the disk is full", "Free some space, then try again.")
+_READ_ONLY = ("the data folder is read-only", "Make it writable, then try again.")
+_DENIED = ("permission to the data folder was denied", "Check its permissions.")
+_DISK = ("the disk reported an error", "Check the disk; copy the data folder somewhere safe.")
+_BUSY = ("another program kept the chat database busy", "Close it, then try again.")
+_DAMAGED = ("the chat database is damaged", "Restart Gemma Desk to repair it.")
+_SQLITE_REASONS = {3: _DENIED, 5: _BUSY, 6: _BUSY, 8: _READ_ONLY, 10: _DISK, 11: _DAMAGED,
+                   13: _FULL, 14: ("the chat database could not be opened",
+                                   "Check that the data folder exists and is writable."),
+                   18: ("the text is too long to store", "Shorten it."), 26: _DAMAGED}
+_ERRNO_REASONS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY,
+                  errno.EACCES: _DENIED, errno.EPERM: _DENIED, errno.EIO: _DISK,
+                  errno.ENOENT: ("a file or folder is missing", ""),
+                  errno.ENOTDIR: ("part of its path is a file, not a folder", "")}
+
+
+def failure(exc: Exception, doing: str, where: Path) -> StoreError:
+    """A StoreError for `exc`, e.g. "Gemma Desk could not save your chat: the disk is full
+    (/home/ann/.local/share/gemma-desk). Free some space, then try again. ..."."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        reason, advice = _SQLITE_REASONS.get((code or 0) & 0xFF, (str(exc), ""))
+        if code is None and "full" in str(exc):  # Python < 3.11 has no sqlite_errorcode
+            reason, advice = _FULL
+    else:
+        reason, advice = _ERRNO_REASONS.get(exc.errno, (exc.strerror or str(exc), ""))
+    message = f"Gemma Desk could not {doing}: {reason} ({where}). {advice}".rstrip()
+    return StoreError(f"{message} Nothing saved before was lost.")
+
+
+@contextmanager
+def reported(doing: str, where: Path) -> Iterator[None]:
+    """Raise problems with the disk or the database as a StoreError that explains them;
+    programming errors (a constraint, a bad statement) pass unchanged."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (sqlite3.OperationalError, sqlite3.DataError, OSError) as exc:
+        raise failure(exc, doing, where) from exc
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError and not is_corruption(exc):
+            raise
+        raise failure(exc, doing, where) from exc
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open with the settings every connection needs (WAL, busy timeout, foreign keys,
     zeroing of deleted content). Raises CorruptDatabaseError for an unreadable file."""
@@ -109,8 +165,9 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _check_integrity(db: sqlite3.Connection) -> None:
-    problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
-    if problems != ["ok"]:
+    report = "\n".join(row[0] for row in db.execute("PRAGMA quick_check(5)"))
+    if report != "ok":
+        problems = [line for line in report.splitlines() if not line.startswith("***")]
         raise CorruptDatabaseError("; ".join(problems))
 
 
@@ -140,6 +197,28 @@ def move_aside(path: Path) -> Path:
         wal.replace(Path(f"{aside}-wal"))
     Path(f"{path}-shm").unlink(missing_ok=True)
     return aside
+
+
+def empty_wal(db: sqlite3.Connection, wait_ms: int = 250) -> bool:
+    """Move the WAL into the database file and truncate it; False if it could not be emptied.
+    A reader of an older snapshot (another window) blocks this until it moves on: give up after
+    `wait_ms` instead of freezing for the whole busy timeout."""
+    db.execute(f"PRAGMA busy_timeout = {wait_ms}")
+    try:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return busy == 0
+
+
+def recovery_notice(problem: Exception, aside: Path, chats_saved: int) -> str:
+    detail = " ".join(str(problem).split())[:120]
+    if chats_saved:
+        return (f"The chat database was damaged ({detail}). It was kept, unchanged, at {aside}. "
+                f"{chats_saved} chat(s) could still be read and were copied into a new database; "
+                "anything else is only in the damaged file.")
+    return (f"The chat database could not be read ({detail}). It was kept, unchanged, at {aside}"
+            ", and Gemma Desk started a new, empty one.")
 
 
 def migrate(db: sqlite3.Connection, backup_dir: Path) -> Path | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.paths import data_dir
+from app.store_db import StoreError, failure
 
 _CHUNK = 1 << 20
 
@@ -25,9 +26,22 @@ class AttachmentFiles:
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
-    def add(self, source: Path | bytes) -> tuple[str, int, Path]:
-        """Copy a file (or bytes) in; returns (sha256, size, stored path). Written to a temporary
-        name and renamed, so a crash never leaves a half file under a valid hash."""
+    def add(self, source: Path | bytes, name: str) -> tuple[str, int, Path]:
+        """Copy a file (or bytes) in; returns (sha256, size, stored path). A StoreError names the
+        file and says whether it could not be read or not be written."""
+        try:
+            return self._copy(source)
+        except OSError as exc:
+            if isinstance(source, Path) and exc.filename is not None and \
+                    Path(exc.filename) == source:
+                reason = "it is no longer there" if isinstance(exc, FileNotFoundError) else \
+                    f"it cannot be read ({exc.strerror or exc})"
+                raise StoreError(f"{name} could not be attached: {reason} ({source}).") from exc
+            raise failure(exc, f"copy {name} into the data folder", self.root) from exc
+
+    def _copy(self, source: Path | bytes) -> tuple[str, int, Path]:
+        # written to a temporary name and renamed, so a crash never leaves a half file under a
+        # valid hash
         self.root.mkdir(parents=True, exist_ok=True)
         temp = self.root / f"incoming-{uuid.uuid4().hex}"
         try:

@@ -1,8 +1,10 @@
-"""Rows <-> domain objects for the store (SQL that several Store methods share)."""
+"""Rows <-> domain objects for the store (SQL that several Store methods share), and rows
+copied out of a damaged database."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,10 +42,23 @@ def _aliased(alias: str, columns: str) -> str:
     return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
 
 
+def clean(text):
+    """Text as SQLite can store it (anything else unchanged). Python strings may hold UTF-16
+    surrogates (from a JSON file, a clipboard, a torn emoji) that UTF-8 cannot encode: pairs are
+    joined into their character, a lone half becomes U+FFFD, instead of the whole save failing."""
+    if not isinstance(text, str):
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def insert_conversation(db, chat: Conversation) -> None:
     db.execute(f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (chat.id, chat.title, chat.created_at, chat.updated_at, int(chat.pinned),
-                chat.folder, chat.system_prompt))
+               (chat.id, clean(chat.title), chat.created_at, chat.updated_at, int(chat.pinned),
+                clean(chat.folder), clean(chat.system_prompt)))
 
 
 def insert_message(db, message: Message) -> bool:
@@ -51,15 +66,15 @@ def insert_message(db, message: Message) -> bool:
     inserted = db.execute(
         f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ? "
         "WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
-        (message.id, message.conversation_id, message.role, message.text, message.status,
+        (message.id, message.conversation_id, message.role, clean(message.text), message.status,
          message.created_at, json.dumps(message.stats), message.conversation_id)).rowcount
     if not inserted:
         return False
     for position, a in enumerate(message.attachments):
         db.execute(f"INSERT INTO attachments (message_id, position, {ATTACHMENT_COLUMNS}) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (message.id, position, a.kind, a.name, a.sha256, a.size, a.mime,
-                    a.token_cost, a.extracted_text, a.page_count, a.coverage))
+                   (message.id, position, a.kind, clean(a.name), a.sha256, a.size, a.mime,
+                    a.token_cost, clean(a.extracted_text), a.page_count, a.coverage))
     return True
 
 
@@ -72,3 +87,73 @@ def attachment_shas(db, where: str, args: tuple) -> set[str]:
     rows = db.execute("SELECT DISTINCT a.sha256 FROM attachments AS a JOIN messages AS m "
                       f"ON m.id = a.message_id WHERE {where}", args).fetchall()
     return {row[0] for row in rows}
+
+
+def ids_in_use(db, ids: list[str]) -> bool:
+    """True if any of `ids` is already a chat's or a message's."""
+    marks = ", ".join("?" * len(ids))
+    row = db.execute(f"SELECT (SELECT count(*) FROM conversations WHERE id IN ({marks})) + "
+                     f"(SELECT count(*) FROM messages WHERE id IN ({marks}))", ids + ids).fetchone()
+    return row[0] > 0
+
+
+# what can be copied out of a damaged database: (table, its key, column naming its parent, the
+# parent's table); a row whose parent was lost is left behind
+_SALVAGE = (("conversations", "id", None, None),
+            ("messages", "id", "conversation_id", "conversations"),
+            ("attachments", None, "message_id", "messages"))
+
+
+def salvage(damaged: Path, db: sqlite3.Connection) -> int:
+    """Copy every row that can still be read from a damaged database into `db` (a new one) and
+    return how many chats were saved. The damaged file is opened read-only and stays as it was."""
+    wal = Path(f"{damaged}-wal")
+    # read-only, and "immutable" (no -wal or -shm made beside it) unless a WAL is there to read
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    try:
+        old = sqlite3.connect(f"{damaged.resolve().as_uri()}?{mode}", uri=True)
+    except sqlite3.Error:
+        return 0
+    kept: dict[str, set] = {}
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for table, key, parent, parent_table in _SALVAGE:
+            columns = [c for c in _columns(old, table) if c in _columns(db, table)]
+            usable = {key, parent} - {None} <= set(columns)
+            rows = _readable_rows(old, table, columns) if usable else []
+            if parent:
+                rows = [row for row in rows if row[columns.index(parent)] in kept[parent_table]]
+            if rows:
+                db.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "
+                               f"({', '.join('?' * len(columns))})", rows)
+            kept[table] = {row[columns.index(key)] for row in rows} if key else set()
+        db.execute("COMMIT")
+    except sqlite3.DatabaseError:
+        return 0  # best effort: the damaged file is still there, unchanged
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        old.close()
+        Path(f"{damaged}-shm").unlink(missing_ok=True)  # made by the read-only connection
+    return len(kept["conversations"])
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    try:
+        return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+    except sqlite3.DatabaseError:
+        return []
+
+
+def _readable_rows(db: sqlite3.Connection, table: str, columns: list[str]) -> list[tuple]:
+    """Rows in rowid order up to the first damaged page, then from the end back towards it."""
+    found: dict[int, tuple] = {}
+    for order in ("ASC", "DESC"):
+        try:
+            for rowid, *values in db.execute(f"SELECT rowid, {', '.join(columns)} FROM {table} "
+                                             f"ORDER BY rowid {order}"):
+                found[rowid] = tuple(values)
+            return [found[rowid] for rowid in sorted(found)]  # read to the end: no damage
+        except sqlite3.DatabaseError:
+            pass
+    return [found[rowid] for rowid in sorted(found)]

@@ -6,6 +6,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from app.store_db import StoreError
+
 if TYPE_CHECKING:
     from app.store import Store
 
@@ -21,6 +23,11 @@ class StreamingSaver:
         worker.finished(stats) -> saver.finish(stats)
         Stop pressed -> saver.stop(stats);  worker.failed(msg) -> saver.fail(msg)
     Pieces that arrive after the answer was closed are ignored.
+
+    A save that fails while the answer streams (disk full...) does not interrupt it: the text is
+    kept here, `save_error` tells why, and the next save tries again. finish/stop/fail raise the
+    StoreError if the last save fails too; the answer then stays as last saved, marked
+    "interrupted" at the next start.
     """
 
     def __init__(self, store: Store, message_id: str, text: str = "",
@@ -34,6 +41,7 @@ class StreamingSaver:
         self._timer: threading.Timer | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self.save_error: StoreError | None = None  # why the last save failed, if it did
 
     @classmethod
     def start(cls, store: Store, conversation_id: str, interval_s: float = 1.0) -> StreamingSaver:
@@ -85,13 +93,21 @@ class StreamingSaver:
                 return
             self._closed = True
             self._cancel_timer()
-            self.store.finish_message(self.message_id, status, stats, text=self._text)
+            try:
+                self.store.finish_message(self.message_id, status, stats, text=self._text)
+            except StoreError as exc:
+                self.save_error = exc
+                raise
+            self._saved_text, self.save_error = self._text, None
 
     def _save(self) -> None:
         self._cancel_timer()
         if self._text != self._saved_text:
-            self.store.update_message_text(self.message_id, self._text)
-            self._saved_text = self._text
+            try:
+                self.store.update_message_text(self.message_id, self._text)
+                self._saved_text, self.save_error = self._text, None
+            except StoreError as exc:
+                self.save_error = exc  # the next piece, the timer or the close tries again
         self._last_save = time.monotonic()
 
     def _cancel_timer(self) -> None:

@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+from app.conversation import Conversation, Message
 from app.paths import config_dir, data_dir
-from app.store import Store, StreamingSaver
-from app.store_search import match_expression
+from app.store import Store, StoreError, StreamingSaver
+from app.store_search import LONG_TEXT, MATCH_END, MATCH_START, MAX_WORDS, match_expression
 
 
 @pytest.fixture
@@ -226,3 +227,92 @@ def test_stop_keeps_the_partial_answer(store):
     message = store.get_message(saver.message_id)
     assert (message.text, message.status, message.stats) == ("The first half", "stopped",
                                                              {"tokens": 3})
+
+
+def test_any_text_is_stored_as_written_or_made_storable(store):
+    odd = "emoji 👩‍👩‍👧 café\x00after a NUL byte, zebra"
+    chat = store.create_conversation("🎉 party\x00plans", system_prompt="répondez\x00")
+    message = store.add_message(chat.id, "user", odd)
+    saved = store.get_conversation(chat.id)
+    assert (saved.title, saved.system_prompt) == ("🎉 party\x00plans", "répondez\x00")
+    assert saved.messages[0].text == odd
+    assert [h.message_id for h in store.search("zebra")] == [message.id]  # found after the NUL
+    # a lone UTF-16 half (from a clipboard, a JSON file) cannot be UTF-8: U+FFFD, not a crash
+    torn = store.add_message(chat.id, "user", "half \ud83d of an emoji, whole \ud83d\ude00")
+    assert torn.text == "half \ufffd of an emoji, whole 😀"
+    assert store.get_message(torn.id).text == torn.text
+    store.rename(chat.id, "bad \udc80 title")
+    assert store.get_conversation(chat.id).title == "bad \ufffd title"
+    file = store.add_attachment_file(b"notes", "n\udc80.txt", extracted_text="x\ud800")
+    store.add_message(chat.id, "user", "", [file])
+    assert (file.name, file.extracted_text) == ("n\ufffd.txt", "x\ufffd")
+    saver = StreamingSaver.start(store, chat.id, interval_s=0)
+    saver.append("torn \udc80 answer")
+    saver.finish()
+    assert store.get_message(saver.message_id).text == "torn \ufffd answer"
+
+
+def test_an_imported_chat_with_torn_text_is_stored(store):
+    chat = Conversation("c" * 32, "imported \ud800", 1.0, 2.0)
+    chat.messages = [Message("m" * 32, chat.id, "user", "text \udfff", created_at=1.5)]
+    store.insert_conversation(chat)
+    assert store.get_message("m" * 32).text == "text \ufffd"
+
+
+def test_a_five_megabyte_message_is_saved_found_and_deleted(store):
+    text = "lorem ipsum dolor sit amet " * 190_000 + "the Ünïcode needle at the very end"
+    chat = store.create_conversation()
+    message = store.add_message(chat.id, "user", text)
+    assert store.get_message(message.id).text == text
+    (hit,) = store.search("unicode needle")
+    assert hit.message_id == message.id and ("Ünïcode", True) in hit.parts()
+    store.delete_conversation(chat.id)
+    assert store.search("needle") == []
+
+
+@pytest.mark.parametrize("query", [
+    '"', "'", "*", "-", "-foo", "NEAR", "NEAR(a b)", "NEAR(", "a OR", "AND", "NOT zebra",
+    "(((", ")", "a:b", "text:zebra", "{text}: x", "^x", '""', "\x00", "*zebra", "zeb*",
+    "🎉", "\ud800", "c++", "e-mail", "zebra\"", "zebra NEAR", "a" * 10_000, "zebra " * 5000,
+    " ".join(f"w{i}" for i in range(3000))])
+def test_no_query_is_an_error(store, query):
+    chat = store.create_conversation()
+    store.add_message(chat.id, "user", "a zebra with an e-mail address, c and NEAR")
+    hits = store.search(query)
+    assert isinstance(hits, list)
+    if query in ("zebra " * 5000, "zeb*", "*zebra", "zebra NEAR", 'zebra"', "e-mail"):
+        assert len(hits) == 1  # the operators are plain words: every word must be there
+
+
+def test_a_query_keeps_its_first_words_once_each():
+    assert match_expression("zebra Zebra zebra lion") == '"zebra" "Zebra" "lion"*'
+    many = match_expression(" ".join(f"w{i}" for i in range(100)))
+    assert many.count('"') == 2 * MAX_WORDS and many.endswith(f'"w{MAX_WORDS - 1}"*')
+
+
+def test_a_long_message_gets_a_short_snippet_around_its_first_match(store):
+    # FTS5's snippet() takes seconds for a long message full of matches; such messages get a
+    # snippet cut in Python, which must match the way the index matches words
+    text = "Filler words here. " * 1000 + "Then the Crème brûlée recipe, and more crème. " + \
+        "Tail words. " * 1000
+    assert len(text) > LONG_TEXT
+    chat = store.create_conversation()
+    store.add_message(chat.id, "user", text)
+    (hit,) = store.search("creme brul")
+    assert hit.snippet.startswith("…") and hit.snippet.endswith("…")
+    assert len(hit.snippet) < 300
+    assert [part for part, match in hit.parts() if match] == ["Crème", "brûlée", "crème"]
+    assert MATCH_START + "Crème" + MATCH_END + " " + MATCH_START + "brûlée" in hit.snippet
+    (start,) = store.search("filler")  # a match at the very start: no leading ellipsis
+    assert start.parts()[0] == ("Filler", True) and not start.snippet.startswith("…")
+
+
+def test_an_attachment_that_disappeared_is_a_clear_error(store, tmp_path):
+    gone = tmp_path / "report.pdf"
+    with pytest.raises(StoreError, match=r"report.pdf could not be attached: it is no longer "
+                                         r"there \(.*report.pdf\)"):
+        store.add_attachment_file(gone)
+    with pytest.raises(StoreError, match="notes could not be attached: it cannot be read"):
+        store.add_attachment_file(tmp_path, "notes")  # a folder, not a file
+    attachments = data_dir() / "attachments"
+    assert not attachments.exists() or [p for p in attachments.rglob("*") if p.is_file()] == []
