@@ -145,6 +145,8 @@ def reported(doing: str, where: Path) -> Iterator[None]:
 def connect(path: Path) -> sqlite3.Connection:
     """Open with the settings every connection needs (WAL, busy timeout, foreign keys,
     zeroing of deleted content). Raises CorruptDatabaseError for an unreadable file."""
+    if path.exists() and path.stat().st_size > 0:
+        _check_integrity(path)
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), so a writer waits for
     # the busy timeout instead of failing when it upgrades a read transaction
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
@@ -155,7 +157,6 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous = FULL")  # a committed message survives a power cut too
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA secure_delete = ON")  # deleted text is overwritten, not just unlinked
-        _check_integrity(db)
     except sqlite3.DatabaseError as exc:
         db.close()
         if is_corruption(exc):
@@ -164,8 +165,19 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _check_integrity(db: sqlite3.Connection) -> None:
-    report = "\n".join(row[0] for row in db.execute("PRAGMA quick_check(5)"))
+def _check_integrity(path: Path) -> None:
+    # through a read-only connection: closing a writable one would checkpoint the WAL a killed
+    # process left into the damaged file, changing the very file that is to be kept as it was
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                         timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        report = "\n".join(row[0] for row in db.execute("PRAGMA quick_check(5)"))
+    except sqlite3.DatabaseError as exc:
+        if is_corruption(exc):
+            raise CorruptDatabaseError(str(exc)) from exc
+        raise
+    finally:
+        db.close()
     if report != "ok":
         problems = [line for line in report.splitlines() if not line.startswith("***")]
         raise CorruptDatabaseError("; ".join(problems))
@@ -193,8 +205,9 @@ def move_aside(path: Path) -> Path:
         aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     path.replace(aside)
     wal = Path(f"{path}-wal")
-    if wal.exists():
+    if wal.exists() and wal.stat().st_size:  # the last writes of a killed process may be there
         wal.replace(Path(f"{aside}-wal"))
+    wal.unlink(missing_ok=True)  # an empty one holds nothing
     Path(f"{path}-shm").unlink(missing_ok=True)
     return aside
 

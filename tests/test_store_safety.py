@@ -135,6 +135,31 @@ def test_a_damaged_page_is_kept_aside_and_every_readable_message_copied_out():
         assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_a_damaged_database_and_the_wal_a_killed_process_left_are_kept_as_they_were():
+    path, wal = data_dir() / "chats.sqlite3", data_dir() / "chats.sqlite3-wal"
+    with Store() as store:
+        old = store.create_conversation("checkpointed")
+        for i in range(30):
+            store.add_message(old.id, "user", f"old message {i} " * 30)
+        store.scrub()  # in the main file
+        store._db.execute("PRAGMA wal_autocheckpoint = 0")
+        recent = store.create_conversation("only in the WAL")
+        store.add_message(recent.id, "user", "written just before the crash")
+        left_behind = path.read_bytes(), wal.read_bytes()  # what a SIGKILL leaves on disk
+    damaged = bytearray(left_behind[0])
+    page = damaged.find(b"old message 12 ") // 4096
+    damaged[page * 4096:(page + 1) * 4096] = b"\xa5" * 4096
+    path.write_bytes(bytes(damaged))
+    wal.write_bytes(left_behind[1])
+    with Store() as store:
+        aside = store.recovered_from_corruption
+        assert aside.read_bytes() == bytes(damaged)  # not checkpointed into by the open
+        assert Path(f"{aside}-wal").read_bytes() == left_behind[1]
+        assert store.get_conversation(recent.id).messages[0].text == \
+            "written just before the crash"  # read from the WAL by the salvage
+        assert 20 < len(store.get_conversation(old.id).messages) < 30
+
+
 def test_a_zero_byte_or_a_garbage_wal_file_loses_nothing():
     path = data_dir() / "chats.sqlite3"
     path.write_bytes(b"")  # what a crash while creating the file can leave
