@@ -29,6 +29,7 @@ from app.composer import Composer
 from app.context_controller import ContextController
 from app.context_meter import ContextMeter
 from app.drop_zone import DropZone
+from app.load_progress import LoadProgress
 from app.sidebar import Sidebar
 from app.store import Store, acquire_instance_lock, release_instance_lock
 from app.top_bar import TopBar
@@ -62,6 +63,8 @@ class MainWindow(QMainWindow):
         self.actions = WindowActions(self)
         self.attachments = AttachmentController(client, self.composer, self.banner, self.context,
                                                 self.settings, self.actions.show_models, self)
+        self.load_progress = LoadProgress(client, self.banner, self.settings, settings_store.save,
+                                          self.actions.show_models, self)
         self._connect()
         QApplication.instance().installEventFilter(self)
         QApplication.styleHints().colorSchemeChanged.connect(self.on_system_colours)
@@ -139,6 +142,7 @@ class MainWindow(QMainWindow):
     # -- the model -----------------------------------------------------------------------------
 
     def load_model(self, source: str | None = None, mmproj: str | None = None) -> None:
+        previous = (self.settings.model_source, self.settings.mmproj)
         if source is not None:
             self.settings.model_source, self.settings.mmproj = source, mmproj or ""
             self.settings.use_server = False
@@ -151,6 +155,7 @@ class MainWindow(QMainWindow):
             self.client.use_server(s.server_url, s.server_model, s.server_context_length)
         else:
             self.top_bar.show_loading(0.0, "Starting")
+            self.load_progress.starting(previous)
             self.client.load_model(s.model_source or None, s.mmproj or None, s.device,
                                    s.context_length)
 

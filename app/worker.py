@@ -92,6 +92,11 @@ class EngineClient(QObject):
         self._load.emit({"source": source or None, "mmproj": mmproj or None, "device": device,
                          "context_length": context_length or None, "cancel": self._load_cancel})
 
+    def cancel_load(self) -> None:
+        """Stop the model being loaded; the worker then says what is in use (`loaded` for a
+        model kept, `unloaded` when the old one was already let go)."""
+        self._load_cancel.set()
+
     def use_server(self, url: str, model: str, context_length: int = 0) -> None:
         """Answer with `model` on the OpenAI-compatible server at `url` (its API key comes from
         app.secrets); `context_length` counts when the server does not report its own. Answers

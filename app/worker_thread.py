@@ -35,6 +35,7 @@ class InferenceWorker(QObject):
         self.model = None
         self.session = None
         self.remote = None  # engine.remote.RemoteBackend while a server answers instead
+        self._server_info: dict = {}
         self._source = None
         self._seconds = 0.0
         self._last_progress = -1.0
@@ -48,7 +49,7 @@ class InferenceWorker(QObject):
         try:
             self._load(request)
         except Cancelled:
-            return
+            self._say_what_is_in_use()
         except Exception as exc:  # noqa: BLE001 - every failure must reach the window
             log.exception("model load failed")
             self.load_failed.emit(_load_error_text(request, exc))
@@ -63,7 +64,8 @@ class InferenceWorker(QObject):
             # here, before the model in use is let go
         cancel = request.get("cancel")
         if cancel is not None and cancel.is_set():
-            return  # a newer load was asked for before this one began
+            self._say_what_is_in_use()  # stopped, or a newer load asked for, before it began
+            return
         self.unload()
         self._last_progress = -1.0
         started = time.perf_counter()
@@ -75,6 +77,17 @@ class InferenceWorker(QObject):
         self.model, self.session, self._source = model, session, source
         self._seconds = time.perf_counter() - started
         self.loaded.emit(self.info(source, self._seconds))
+
+    def _say_what_is_in_use(self) -> None:
+        """After a stopped load the window shows the model kept, or that none is loaded."""
+        if self.closing.is_set():
+            return
+        if self.model is not None:
+            self.loaded.emit(self.info(self._source, self._seconds))
+        elif self.remote is not None:
+            self.loaded.emit(dict(self._server_info))
+        else:
+            self.unloaded.emit()
 
     @Slot(dict)
     def use_server(self, request: dict) -> None:
@@ -95,7 +108,7 @@ class InferenceWorker(QObject):
         if request["cancel"].is_set():
             return  # another model or server was chosen meanwhile
         self.unload()
-        self.remote = backend
+        self.remote, self._server_info = backend, dict(info)
         self.loaded.emit(info)
 
     @Slot(int)

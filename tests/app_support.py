@@ -41,6 +41,7 @@ class FakeClient(QObject):
         self.summaries: list[dict] = []
         self.loads: list[tuple] = []
         self.contexts: list[int] = []
+        self.cancelled_loads = 0
         self.found_rows: list[dict] = []
         self.overflow_next = 0  # > 0: the next request fails as this many tokens too long
         self.document_costs: dict[str, int] = {}  # file name -> tokens (40 otherwise)
@@ -59,6 +60,9 @@ class FakeClient(QObject):
     def load_model(self, source=None, mmproj=None, device="auto", context_length=0) -> None:
         self.loads.append((source, mmproj, device, context_length))
         self._later(lambda: self.loaded.emit(self.info))
+
+    def cancel_load(self) -> None:
+        self.cancelled_loads += 1
 
     def set_context_length(self, context_length: int) -> None:
         self.contexts.append(context_length)

@@ -497,6 +497,28 @@ def test_first_run_says_the_default_is_a_small_base_model(make_window):
     assert window.banner.isHidden()  # its advice was taken: another model is in use
 
 
+def test_a_long_load_shows_its_progress_and_can_be_stopped(qtbot, make_window, monkeypatch):
+    from app import load_progress
+
+    monkeypatch.setattr(load_progress, "NOTE_AFTER_S", 0.0)
+    client = FakeClient()
+    window = make_window(client, model_source="/models/small-it")
+    client.load_model = lambda *args: client.loads.append(args)  # the load never ends
+    window.load_model("/models/huge-27b-it")
+    client.loading.emit(0.4, "Loading model.layers.20.mlp.up_proj.weight")
+    assert window.banner.kind == "loading"
+    assert window.banner.text.text() == "Loading the model… 40%"
+    stop = [b for b in window.banner.findChildren(QAbstractButton) if b.text() == "Stop"][0]
+    client.loading.emit(0.5, "Loading model.layers.25.mlp.up_proj.weight")
+    assert window.banner.text.text() == "Loading the model… 50%"
+    stop.click()
+    assert client.cancelled_loads == 1
+    assert window.settings.model_source == "/models/small-it"  # the next start loads this
+    assert window.banner.kind == "load" and "Loading stopped" in window.banner.text.text()
+    client.unloaded.emit()  # the worker: the old model was already let go
+    assert "no model" in window.top_bar.model_button.text().lower()
+
+
 def test_model_list_shows_what_was_found_and_switches(qtbot, make_window):
     client = FakeClient()
     client.found_rows = [

@@ -125,6 +125,36 @@ def test_a_model_folder_without_a_tokenizer_is_refused_and_the_loaded_model_stay
     assert failure is None and stats["decode_tokens"] >= 1
 
 
+def test_a_load_stopped_part_way_leaves_no_model_and_says_so(qtbot, client, tmp_path):
+    from engine.checkpoints import open_checkpoint
+    from engine.default_model import ensure_default_model
+    from tests.tiny import build_text_model
+
+    folder = build_text_model(tmp_path / "slow-to-load")
+    open_checkpoint(ensure_default_model()).tokenizer().save_model_file(
+        folder / "tokenizer.model")
+    loaded, progress, unloads = [], [], []
+    client.loaded.connect(loaded.append)
+    note_unload = lambda: unloads.append(len(progress))
+    client.unloaded.connect(note_unload)
+    stop_at_first = lambda fraction, _message: progress.append(fraction) or client.cancel_load()
+    client.loading.connect(stop_at_first)
+    try:
+        client.load_model(str(folder), context_length=2048)
+        qtbot.waitUntil(lambda: len(unloads) == 2, timeout=LONG)
+        qtbot.wait(200)
+        # the bundled model let go first, then, stopped part-way, no model
+        assert unloads[0] == 0 and unloads[1] >= 1 and progress[0] < 1.0
+        assert loaded == [] and client.info is None
+    finally:
+        client.loading.disconnect(stop_at_first)
+        client.unloaded.disconnect(note_unload)
+        client.loaded.disconnect(loaded.append)
+        with qtbot.waitSignal(client.loaded, timeout=LONG):  # the bundled model, for the others
+            client.load_model(context_length=2048)
+    assert client.info["is_default"]
+
+
 def test_counts_match_the_tokenizer(qtbot, client):
     from engine.chat import Turn, render_prompt
 
