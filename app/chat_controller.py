@@ -9,6 +9,8 @@ empty ("streaming") before its first token and saved at least once a second whil
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 
@@ -38,6 +40,7 @@ class ChatController(QObject):
         self.editing_id: str | None = None
         self._draft: tuple[str, list] | None = None  # what the composer held before an edit
         self._progress_note = ""
+        self._warned = False  # the user was told that this answer is not being saved
         self.render_cost = lambda: 0.0  # seconds the last layout of the answer took
         self._flush_timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._flush_timer.timeout.connect(self.flush)
@@ -88,10 +91,15 @@ class ChatController(QObject):
         except OSError as exc:
             self.error.emit(f"An attachment could not be saved: {exc}", "attachment")
             return False
-        conversation = self._ensure_conversation()
+        try:
+            conversation = self._ensure_conversation()
+            message = self.store.add_message(conversation.id, "user", text, attachments)
+        except OSError as exc:  # e.g. a full disk: the message stays in the composer
+            self.error.emit(f"Your message could not be saved, so it was not sent. {exc}",
+                            "store")
+            return False
         if self.editing_id is not None:
-            self._drop_from(self.editing_id)
-        message = self.store.add_message(conversation.id, "user", text, attachments)
+            self._drop_from(self.editing_id, keep=message.id)  # only now that the new one is safe
         self.chat.append(message)
         self.composer.clear()
         if self.editing_id is not None:
@@ -115,7 +123,11 @@ class ChatController(QObject):
             self.saver = StreamingSaver(self.store, continuing.id, text=continuing.text)
             self.chat.finish(continuing.id, "streaming", continuing.stats)
         else:
-            self.saver = StreamingSaver.start(self.store, conversation.id)
+            try:
+                self.saver = StreamingSaver.start(self.store, conversation.id)
+            except OSError as exc:
+                self.error.emit(f"The answer could not be started: {exc}", "store")
+                return
             self.chat.append(self.store.get_message(self.saver.message_id))
         self.job = self.client.generate(self.request(history, continuing is not None))
         waiting = self.client.info is None
@@ -144,6 +156,9 @@ class ChatController(QObject):
         if job != self.job or self.saver is None:
             return
         self.saver.append(piece)
+        if self.saver.save_error is not None and not self._warned:
+            self._warned = True  # once an answer: it goes on streaming, saves are retried
+            self.error.emit(f"The answer is not being saved: {self.saver.save_error}", "store")
         self._progress_note = ""
         if not self._flush_timer.isActive():
             cost_ms = int(self.render_cost() * 1000)
@@ -168,13 +183,13 @@ class ChatController(QObject):
             return
         self.flush()
         saver, stopped = self.saver, stats.get("stop_reason") == "cancelled"
-        if stopped and not saver.text:
-            self._discard_answer()
-        else:
-            (saver.stop if stopped else saver.finish)(stats)
-            self.chat.finish(saver.message_id, "stopped" if stopped else "complete", stats,
-                             saver.text)
-        self._done()
+        with self._closing():
+            if stopped and not saver.text:
+                self._discard_answer()
+            else:
+                self.chat.finish(saver.message_id, "stopped" if stopped else "complete", stats,
+                                 saver.text)
+                (saver.stop if stopped else saver.finish)(stats)
 
     def _on_failed(self, job: int, message: str, details: dict) -> None:
         if job != self.job:
@@ -182,14 +197,24 @@ class ChatController(QObject):
         self.flush()
         saver = self.saver
         if details.get("kind") == "overflow" and not saver.text:
-            self._discard_answer()
-            self._done()
+            with self._closing():
+                self._discard_answer()
             self.overflow.emit(details)
             return
-        saver.fail(message)
-        self.chat.finish(saver.message_id, "error", {"error": message}, saver.text)
-        self._done()
+        with self._closing():
+            self.chat.finish(saver.message_id, "error", {"error": message}, saver.text)
+            saver.fail(message)
         self.error.emit(message, details.get("kind", "error"))
+
+    @contextmanager
+    def _closing(self):
+        """The answer's last save: whatever happens to it, the chat is not left busy."""
+        try:
+            yield
+        except OSError as exc:
+            self.error.emit(f"The answer's last part could not be saved: {exc}", "store")
+        finally:
+            self._done()
 
     def _discard_answer(self) -> None:
         self.saver.stop({})
@@ -198,7 +223,7 @@ class ChatController(QObject):
 
     def _done(self) -> None:
         self._flush_timer.stop()
-        self.job, self.saver, self._progress_note = None, None, ""
+        self.job, self.saver, self._progress_note, self._warned = None, None, "", False
         self.busy_changed.emit(False)
         self.chats_changed.emit()
 
@@ -212,14 +237,16 @@ class ChatController(QObject):
             QGuiApplication.clipboard().setText(message.text)
         elif self.busy:
             return  # the view offers only "copy" while an answer streams
-        elif name == "delete":
-            self.store.delete_message(message_id)
+        elif name in ("delete", "regenerate"):
+            try:
+                self.store.delete_message(message_id)
+            except OSError as exc:
+                self.error.emit(f"The message could not be deleted: {exc}", "store")
+                return
             self.chat.remove({message_id})
             self.chats_changed.emit()
-        elif name == "regenerate":
-            self.store.delete_message(message_id)
-            self.chat.remove({message_id})
-            self.answer()
+            if name == "regenerate":
+                self.answer()
         elif name == "continue":
             self.answer(continuing=message)
         elif name == "edit":
@@ -256,13 +283,16 @@ class ChatController(QObject):
             for item in items:
                 self.composer.add_item(item)
 
-    def _drop_from(self, message_id: str) -> None:
-        """Delete a message and every later one (edit and resend)."""
+    def _drop_from(self, message_id: str, keep: str) -> None:
+        """Delete a message and every later one but `keep` (edit and resend)."""
         index = next(i for i, m in enumerate(self.chat.messages) if m.id == message_id)
-        doomed = {m.id for m in self.chat.messages[index:]}
-        self.store.delete_messages_after(message_id)
-        self.store.delete_message(message_id)
-        self.chat.remove(doomed)
+        doomed = [m.id for m in self.chat.messages[index:] if m.id != keep]
+        try:
+            for doomed_id in doomed:
+                self.store.delete_message(doomed_id)
+        except OSError as exc:  # they stay stored, and come back when the chat is reopened
+            self.error.emit(f"The earlier version could not be removed: {exc}", "store")
+        self.chat.remove(set(doomed))
 
 
 def turn(message: Message) -> dict:
