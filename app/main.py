@@ -80,12 +80,20 @@ def run_window(files: list[str]) -> int:
 
     from app.desktop_entry import APP_ID
     from app.main_window import MainWindow
+    from app.store_db import StoreTooNewError
 
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     qt_app.setApplicationName("Gemma Desk")
     qt_app.setDesktopFileName(APP_ID)  # Wayland app id: ties the window to the menu entry
     qt_app.setWindowIcon(app_icon())
-    window = MainWindow()
+    try:
+        window = MainWindow()
+    except (OSError, StoreTooNewError) as exc:  # the chats cannot be opened: a full or
+        # read-only disk (StoreError), or a database from a newer Gemma Desk
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "Gemma Desk", f"Gemma Desk cannot start.\n\n{exc}")
+        return 1
     forwarder = FileOpenForwarder(window)
     qt_app.installEventFilter(forwarder)
     window.show()

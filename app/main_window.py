@@ -48,7 +48,9 @@ class MainWindow(QMainWindow):
         self.settings = settings or settings_store.load()
         theme.apply(QApplication.instance(), self.settings.theme, self.settings.font_size)
         self._owns_store = store is None
-        self.store = store or Store()
+        # The lock first: a second window must not mark the first one's answer as interrupted.
+        self._only_window = acquire_instance_lock() if store is None else True
+        self.store = store or Store(recover=self._only_window)
         self._owns_client = client is None
         if client is None:
             from app.worker import EngineClient
@@ -310,7 +312,10 @@ class MainWindow(QMainWindow):
         self.chats.stop()
         if self.chats.saver is not None:
             self.chats.flush()
-            self.chats.saver.stop({"stop_reason": "closed"})
+            try:
+                self.chats.saver.stop({"stop_reason": "closed"})
+            except OSError:
+                pass  # the answer stays as last saved, marked interrupted at the next start
         if self._owns_client:
             self.client.shutdown()
         self.chats.cancel_edit()  # the draft put aside for an edit is what was being written
@@ -329,7 +334,7 @@ class MainWindow(QMainWindow):
     def _startup_notices(self) -> None:
         if self.store.recovery_notice:
             self.banner.show_message(self.store.recovery_notice, "warning", "store")
-        elif self._owns_store and not acquire_instance_lock():
+        elif not self._only_window:
             self.banner.show_message(
                 "Gemma Desk is already open on these chats in another window. Both can be used "
                 "safely, but one does not show what the other writes until it is reopened.",

@@ -161,7 +161,11 @@ class WindowActions(QObject):
         if w.chats.busy and chat_id == w.conversation_id():
             w.chats.stop()
             return
-        w.store.delete_conversation(chat_id)
+        try:
+            w.store.delete_conversation(chat_id)
+        except OSError as exc:
+            w.banner.show_message(f"The chat could not be deleted: {exc}", "error", "store")
+            return
         if chat_id == w.conversation_id():
             w.new_chat()
         w.sidebar.refresh(w.conversation_id())

@@ -9,6 +9,7 @@ import itertools
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QColor, QImage
 
+FAST = 10_000  # ms: the scripted client answers within milliseconds
 FAKE_INFO = {"name": "Scripted 4B on CPU, float32", "source": "", "is_default": False,
              "sees_images": True, "context_length": 2048, "max_context": 8192, "device": "cpu",
              "dtype": "float32", "load_seconds": 0.0, "base_model": False}
@@ -169,3 +170,13 @@ def picture(path, width: int = 320, height: int = 200, color: str = "#5b8def") -
     image.fill(QColor(color))
     image.save(str(path))
     return str(path)
+
+
+def send(qtbot, window, text: str) -> None:
+    """Type `text`, press Enter and wait for the answer to end."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window.composer.set_text(text)
+    QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)

@@ -60,3 +60,24 @@ def _isolated_user_dirs(tmp_path, monkeypatch):
     """Keep every test's settings and chats out of the real user folders (not the model cache)."""
     monkeypatch.setenv("GEMMA_DESK_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GEMMA_DESK_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """make(client=None, **settings): a shown MainWindow on a scripted client (FakeClient
+    unless given) and a chat store in tmp_path."""
+    from app.main_window import MainWindow
+    from app.settings import Settings
+    from app.store import Store
+    from tests.app_support import FakeClient
+
+    def make(client=None, **settings):
+        values = {"theme": "light", "first_run_done": True, **settings}
+        win = MainWindow(client=client or FakeClient("Hello **there**."),
+                         store=Store(tmp_path / "chats.sqlite3"), settings=Settings(**values))
+        qtbot.addWidget(win)
+        win.show()
+        win.activateWindow()
+        qtbot.waitActive(win)
+        return win
+    return make

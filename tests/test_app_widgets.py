@@ -14,34 +14,10 @@ from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QPlainTextE
 
 from app.chat_model import PAGE, KindRole
 from app.image_viewer import ImageViewer
-from app.main_window import MainWindow
 from app.markdown_render import render_markdown
 from app.settings import Settings
-from app.store import Store
 from app.theme import DARK, LIGHT
-from tests.app_support import FakeClient, picture
-
-FAST = 10_000
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    def make(client=None, **settings):
-        values = {"theme": "light", "first_run_done": True, **settings}
-        win = MainWindow(client=client or FakeClient("Hello **there**."),
-                         store=Store(tmp_path / "chats.sqlite3"), settings=Settings(**values))
-        qtbot.addWidget(win)
-        win.show()
-        win.activateWindow()
-        qtbot.waitActive(win)
-        return win
-    return make
-
-
-def send(qtbot, window, text: str) -> None:
-    window.composer.set_text(text)
-    QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+from tests.app_support import FAST, FakeClient, picture, send
 
 
 def test_signal_delivery_keeps_reference_counts():

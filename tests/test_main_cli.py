@@ -47,6 +47,22 @@ def fake_window(monkeypatch, qapp):
     return windows
 
 
+def test_chats_that_cannot_be_opened_are_a_message_not_a_traceback(monkeypatch, qapp):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.store_db import StoreError
+
+    def unopenable():
+        raise StoreError("Gemma Desk could not open your chats: read-only")
+
+    shown = []
+    monkeypatch.setattr(app.main_window, "MainWindow", unopenable)
+    monkeypatch.setattr(QMessageBox, "critical", lambda *args: shown.append(args[2]))
+    assert app_main.main([]) == 1
+    assert shown == ["Gemma Desk cannot start.\n\nGemma Desk could not open your chats: "
+                     "read-only"]
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         app_main.parse_args(["--version"])
