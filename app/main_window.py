@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
         self.actions = WindowActions(self)
         self.attachments = AttachmentController(client, self.composer, self.banner, self.context,
                                                 self.settings, self.actions.show_models, self)
-        self.load_progress = LoadProgress(client, self.banner, self.settings, settings_store.save,
+        self.load_progress = LoadProgress(client, self.banner, self.settings, self.load_model,
                                           self.actions.show_models, self)
         self._connect()
         QApplication.instance().installEventFilter(self)
@@ -207,14 +207,7 @@ class MainWindow(QMainWindow):
             self.top_bar.show_no_model()
         else:  # the file was refused before the model in use was let go
             self.top_bar.show_model(self.client.info)
-        self.statusBar().clearMessage()
-        actions = [("Choose a model…", "Open the model list", self.actions.show_models)]
-        if self.settings.model_source or self.settings.use_server:
-            actions.append(("Use the bundled model", "Load the small model that comes with "
-                            "Gemma Desk", lambda: self.load_model("", "")))
-        if self.settings.use_server and self.client.info is None:
-            actions.insert(0, ("Try again", "Ask the server again", self.load_model))
-        self.banner.show_message(message, "error", "load", actions)
+        self.statusBar().clearMessage()  # the banner says why (LoadProgress)
 
     # -- composing and sending -----------------------------------------------------------------
 
