@@ -65,7 +65,7 @@ class Banner(QFrame):
             button.setAccessibleName(label)
             if i == 0:
                 button.setObjectName("Primary")
-            button.clicked.connect(callback)
+            button.clicked.connect(lambda _checked=False, act=callback: act())  # not act(False)
             self.buttons.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         self.show()
 

@@ -62,6 +62,10 @@ class FakeClient(QObject):
         self.loads.append((source, mmproj, device, context_length))
         self._later(lambda: self.loaded.emit(self.info))
 
+    def use_server(self, url: str, model: str, context_length: int = 0) -> None:
+        self.loads.append(("server", url, model, context_length))
+        self._later(lambda: self.load_failed.emit(f"The server at {url} did not answer."))
+
     def cancel_load(self) -> None:
         self.cancelled_loads += 1
 

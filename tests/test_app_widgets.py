@@ -473,6 +473,19 @@ def test_first_run_says_the_default_is_a_small_base_model(make_window):
     assert window.banner.isHidden()  # its advice was taken: another model is in use
 
 
+def test_try_again_asks_the_server_again(qtbot, make_window):
+    client = FakeClient()
+    window = make_window(client, use_server=True, server_url="http://gpu-box:8000/v1",
+                         server_model="gemma-3-27b-it")
+    window.load_model()
+    client.info = None  # the worker let the model go; the server did not answer
+    qtbot.waitUntil(lambda: window.banner.kind == "load", timeout=FAST)
+    again = [b for b in window.banner.findChildren(QAbstractButton) if b.text() == "Try again"]
+    again[0].click()
+    assert client.loads[-1] == ("server", "http://gpu-box:8000/v1", "gemma-3-27b-it", 0)
+    assert window.settings.use_server and not window.settings.model_source
+
+
 def test_a_long_load_shows_its_progress_and_can_be_stopped(qtbot, make_window, monkeypatch):
     from app import load_progress
 
