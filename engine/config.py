@@ -38,6 +38,12 @@ class TextConfig:
     bos_token_id: int = 2
 
     def __post_init__(self) -> None:
+        """Values no model has fail here, not as a TypeError deep inside the model code."""
+        _require_positive(self, _TEXT_SIZES, int)
+        _require_positive(self, _TEXT_SCALES, (int, float))
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(f"num_attention_heads ({self.num_attention_heads}) is not a "
+                             f"multiple of num_key_value_heads ({self.num_key_value_heads})")
         if not self.layer_types:
             self.layer_types = default_layer_types(self.num_hidden_layers)
         if len(self.layer_types) != self.num_hidden_layers:
@@ -45,6 +51,13 @@ class TextConfig:
                 f"layer_types lists {len(self.layer_types)} layers, "
                 f"num_hidden_layers is {self.num_hidden_layers}"
             )
+        if unknown := set(self.layer_types) - {SLIDING, FULL}:
+            raise ValueError(f"layer_types holds {sorted(unknown)}; Gemma 3 has only "
+                             f"{SLIDING} and {FULL}")
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, dict):
+            raise ValueError(f"rope_scaling is {self.rope_scaling!r}, not a mapping")
+        if self.rope_scaling_factor <= 0:  # also refuses scaling kinds Gemma 3 does not use
+            raise ValueError(f"the RoPE scaling factor is {self.rope_scaling_factor}")
 
     @property
     def rope_scaling_factor(self) -> float:
@@ -74,6 +87,10 @@ class VisionConfig:
     num_channels: int = 3
     layer_norm_eps: float = 1e-6
 
+    def __post_init__(self) -> None:
+        _require_positive(self, _VISION_SIZES, int)
+        _require_positive(self, ("layer_norm_eps",), (int, float))
+
 
 @dataclass
 class ModelConfig:
@@ -87,6 +104,21 @@ class ModelConfig:
     @property
     def sees_images(self) -> bool:
         return self.vision_config is not None
+
+
+_TEXT_SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+               "num_attention_heads", "num_key_value_heads", "head_dim", "sliding_window",
+               "max_position_embeddings")
+_TEXT_SCALES = ("query_pre_attn_scalar", "rms_norm_eps", "rope_theta", "rope_local_base_freq")
+_VISION_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "image_size", "patch_size", "num_channels")
+
+
+def _require_positive(config, names: tuple[str, ...], kinds) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+            raise ValueError(f"{name} is {value!r}, not a positive number")
 
 
 def default_layer_types(n_layers: int, pattern: int = 6) -> list[str]:
@@ -120,13 +152,20 @@ def text_config_from_hf(data: dict) -> TextConfig:
     return config
 
 
+def _section(data: dict, key: str) -> dict:
+    section = data.get(key) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{key} is {section!r}, not a set of settings")
+    return section
+
+
 def config_from_hf(data: dict) -> ModelConfig:
     """A config.json of Gemma3ForCausalLM (text only) or Gemma3ForConditionalGeneration."""
     if "text_config" not in data:
         return ModelConfig(text_config=text_config_from_hf(data))
-    vision = data.get("vision_config")
+    vision = _section(data, "vision_config")
     return ModelConfig(
-        text_config=text_config_from_hf(data["text_config"] or {}),
+        text_config=text_config_from_hf(_section(data, "text_config")),
         vision_config=VisionConfig(**_known(VisionConfig, vision)) if vision else None,
         **_known(ModelConfig, {k: v for k, v in data.items() if k.endswith(("_index", "_image"))}),
     )

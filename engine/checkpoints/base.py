@@ -18,10 +18,16 @@ class Checkpoint(ABC):
 
     path: Path
     config: ModelConfig
+    config_source = "the config"  # where the config came from, as error messages name it
 
     @abstractmethod
     def tensor_names(self) -> list[str]:
         """Canonical names of every tensor this checkpoint holds."""
+        ...
+
+    @abstractmethod
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Canonical name -> shape of every tensor, from the file headers (nothing is read)."""
         ...
 
     @abstractmethod

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import cache
 
 import numpy as np
 import torch
@@ -98,6 +99,33 @@ _BLOCKS = {Q8_0: (32, 34, _q8_0), Q4_0: (32, 18, _q4_0), Q4_1: (32, 20, _q4_1),
            Q5_K: (256, 176, _q5_k), Q6_K: (256, 210, _q6_k)}
 
 
+def type_name(qtype: int) -> str:
+    from gguf import GGMLQuantizationType
+
+    try:
+        return GGMLQuantizationType(qtype).name
+    except ValueError:
+        return f"type {qtype}"
+
+
+@cache
+def readable(qtype: int) -> bool:
+    """Whether tensors of this type can be dequantised: ours, or the `gguf` package's numpy
+    code, asked with one block of zeros (it has no public list of what it reads)."""
+    if qtype in (F32, F16, BF16) or qtype in _BLOCKS:
+        return True
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
+
+    try:
+        kind = GGMLQuantizationType(qtype)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            quants.dequantize(np.zeros(GGML_QUANT_SIZES[kind][1], np.uint8), kind)
+    except (ValueError, KeyError, NotImplementedError):
+        return False
+    return True
+
+
 def dequantize(data: np.ndarray, qtype: int, shape: tuple[int, ...]) -> torch.Tensor:
     """fp32 values of one GGUF tensor, in torch (row-major) shape."""
     n = int(np.prod(shape, dtype=np.int64))
@@ -109,10 +137,13 @@ def dequantize(data: np.ndarray, qtype: int, shape: tuple[int, ...]) -> torch.Te
     elif qtype in _BLOCKS:
         block, size, decode = _BLOCKS[qtype]
         values = decode(_bytes(data).reshape(-1, size)).reshape(-1)
-    else:
-        import gguf
+    elif readable(qtype):
+        from gguf import GGMLQuantizationType, quants
 
-        values = torch.from_numpy(gguf.quants.dequantize(np.asarray(data), qtype).reshape(-1))
+        kind = GGMLQuantizationType(qtype)  # an int makes gguf fail on its own error message
+        values = torch.from_numpy(quants.dequantize(np.asarray(data), kind).reshape(-1))
+    else:
+        raise ValueError(f"is stored as {type_name(qtype)}, which this app cannot read")
     if values.numel() != n:
         raise ValueError(f"holds {values.numel()} values, its header says {shape}")
     return values.reshape(shape)

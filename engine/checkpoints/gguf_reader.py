@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import struct
 from pathlib import Path
 
 import torch
 
 from engine.checkpoints.base import Checkpoint
-from engine.checkpoints.gguf_file import GGUFFile
+from engine.checkpoints.dequant import dequantize, readable, type_name
+from engine.checkpoints.gguf_file import open_gguf
 from engine.config import ModelConfig, text_config_from_gguf
 from engine.errors import ModelLoadError
 
@@ -43,23 +43,22 @@ def canonical_gguf_name(name: str) -> str | None:
 class GGUFCheckpoint(Checkpoint):
     """Norm weights in GGUF already hold the +1 (llama.cpp's norm_shift), so they pass as is."""
 
+    config_source = "the GGUF metadata"
+
     def __init__(self, path: Path):
         self.path = path
-        try:
-            self.file = GGUFFile(path)
-        except (ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
-            raise ModelLoadError(f"{path}: not a readable GGUF file ({exc})") from exc
+        self.file = open_gguf(path)
         self.metadata = self.file.fields
-        arch = self.metadata.get("general.architecture")
-        if arch != "gemma3":
-            raise ModelLoadError(f"{path}: architecture '{arch}' is not supported (need gemma3)")
+        _check_architecture(path, self.metadata.get("general.architecture"))
         self._tensors = {}
         for tensor in self.file.tensors:
             name = canonical_gguf_name(tensor.name)
             if name is not None:
                 self._tensors[name] = tensor
         if "embed_tokens.weight" not in self._tensors:
-            raise ModelLoadError(f"{path}: no token_embd.weight tensor")
+            raise ModelLoadError(f"{path}: no token_embd.weight tensor, so not a complete "
+                                 "Gemma 3 model. Download or convert it again.")
+        self._check_types()
         self.config = self._config()
 
     def _config(self) -> ModelConfig:
@@ -67,10 +66,27 @@ class GGUFCheckpoint(Checkpoint):
         meta = {k[len(prefix):]: v for k, v in self.metadata.items() if k.startswith(prefix)}
         embed = self._tensors["embed_tokens.weight"]
         meta["vocab_size"] = int(embed.shape[0])
+        advice = "Convert the model again with llama.cpp's convert_hf_to_gguf.py."
         try:
             return ModelConfig(text_config=text_config_from_gguf(meta))
         except KeyError as exc:
-            raise ModelLoadError(f"{self.path}: metadata key gemma3.{exc.args[0]} missing") from exc
+            raise ModelLoadError(f"{self.path}: metadata key gemma3.{exc.args[0]} missing. "
+                                 f"{advice}") from exc
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{self.path}: the gemma3.* metadata cannot be used ({exc}). "
+                                 f"{advice}") from exc
+
+    def _check_types(self) -> None:
+        for tensor in self._tensors.values():
+            if not readable(tensor.qtype):
+                raise ModelLoadError(
+                    f"{self.path}: tensor '{tensor.name}' is stored as {type_name(tensor.qtype)}, "
+                    "which this app cannot read. Choose a GGUF quantised with a common type "
+                    "(Q4_K_M, Q5_K_M, Q6_K, Q8_0, BF16 or F16)."
+                )
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(tensor.shape) for name, tensor in self._tensors.items()}
 
     def tensor_names(self) -> list[str]:
         return list(self._tensors)
@@ -81,13 +97,12 @@ class GGUFCheckpoint(Checkpoint):
         return self._tensors[name]
 
     def read(self, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        from engine.checkpoints.dequant import dequantize
-
         tensor = self.gguf_tensor(name)
         try:
             values = dequantize(tensor.data, tensor.qtype, tensor.shape)
-        except (ValueError, IndexError) as exc:
-            raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' is damaged ({exc})") from exc
+        except (ValueError, IndexError, RuntimeError) as exc:
+            raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' cannot be read ({exc}). "
+                                 "Download or convert the file again.") from exc
         return values.to(device=device, dtype=dtype)
 
     def tokenizer_problem(self) -> str:
@@ -103,3 +118,14 @@ class GGUFCheckpoint(Checkpoint):
         from engine.tokenizer import Tokenizer
 
         return Tokenizer.from_gguf(self.file)
+
+
+def _check_architecture(path: Path, arch) -> None:
+    if arch == "gemma3":
+        return
+    if arch == "clip":
+        raise ModelLoadError(f"{path}: a vision projector (mmproj), not a model. Open the Gemma 3 "
+                             "model file and give this one as its vision projector.")
+    what = (f"architecture '{arch}' is not supported (need gemma3)" if arch
+            else "no general.architecture in its metadata")
+    raise ModelLoadError(f"{path}: {what}. This app runs Gemma 3 models only.")

@@ -10,13 +10,13 @@ store fc1 as `ffn_down` and fc2 as `ffn_up`, so the two are told apart by shape,
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 
-from engine.checkpoints.gguf_file import GGUFFile, GGUFTensor
+from engine.checkpoints.dequant import dequantize, readable, type_name
+from engine.checkpoints.gguf_file import GGUFTensor, open_gguf
 from engine.config import VisionConfig
 from engine.errors import ModelLoadError
 
@@ -40,15 +40,17 @@ class MmprojTensors(Mapping):
         self.path, self._tensors = path, tensors
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        from engine.checkpoints.dequant import dequantize
-
         if name not in self._tensors:
             raise ModelLoadError(f"{self.path}: the mmproj file has no tensor for '{name}'")
         tensor = self._tensors[name]
         try:
             return dequantize(tensor.data, tensor.qtype, tensor.shape).clone()  # off the mmap
-        except (ValueError, IndexError) as exc:
-            raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' is damaged ({exc})") from exc
+        except (ValueError, IndexError, RuntimeError) as exc:
+            raise ModelLoadError(f"{self.path}: tensor '{tensor.name}' cannot be read ({exc}). "
+                                 "Download or convert the file again.") from exc
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(tensor.shape) for name, tensor in self._tensors.items()}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -62,12 +64,18 @@ def read_mmproj(path: str | Path) -> tuple[VisionConfig, MmprojTensors]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such mmproj file")
+    file = open_gguf(path)
     try:
-        file = GGUFFile(path)
-    except (ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path}: not a readable GGUF file ({exc})") from exc
-    config = _vision_config(path, file.fields)
+        config = _vision_config(path, file.fields)
+    except (ValueError, TypeError) as exc:  # a value of the wrong kind
+        raise ModelLoadError(f"{path}: the clip.vision metadata cannot be used ({exc}). "
+                             "Download or convert the file again.") from exc
     tensors = _canonical_tensors(file.tensors)
+    for tensor in tensors.values():
+        if not readable(tensor.qtype):
+            raise ModelLoadError(f"{path}: tensor '{tensor.name}' is stored as "
+                                 f"{type_name(tensor.qtype)}, which this app cannot read. Choose "
+                                 "an mmproj file in F16, BF16 or Q8_0.")
     for layer in range(config.num_hidden_layers):
         _place_ffn(path, tensors, layer, config)
     return config, MmprojTensors(path, tensors)
