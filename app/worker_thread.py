@@ -57,11 +57,13 @@ class InferenceWorker(QObject):
     def _load(self, request: dict) -> None:
         import engine
         from engine.checkpoints import open_checkpoint
+        from engine.checkpoints.mmproj import read_mmproj
 
         source = request["source"]
-        if source is not None:
-            open_checkpoint(source).require_tokenizer()  # a wrong or broken file fails
-            # here, before the model in use is let go
+        if source is not None:  # a wrong or broken file fails here, before the model in use
+            open_checkpoint(source).require_tokenizer()  # is let go
+        if request["mmproj"]:
+            read_mmproj(request["mmproj"])
         cancel = request.get("cancel")
         if cancel is not None and cancel.is_set():
             self._say_what_is_in_use()  # stopped, or a newer load asked for, before it began

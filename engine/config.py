@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 SLIDING = "sliding_attention"
 FULL = "full_attention"
+GEMMA3_TYPES = ("gemma3", "gemma3_text")  # config.json model_type of a Gemma 3 checkpoint
 
 
 @dataclass

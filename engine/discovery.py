@@ -11,9 +11,14 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ModelConfig, VisionConfig, config_from_hf, text_config_from_gguf
+from engine.config import (
+    GEMMA3_TYPES,
+    ModelConfig,
+    VisionConfig,
+    config_from_hf,
+    text_config_from_gguf,
+)
 
-GEMMA3_TYPES = ("gemma3", "gemma3_text")
 MAX_DEPTH = 5  # how deep user folders are searched
 
 

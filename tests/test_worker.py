@@ -108,6 +108,11 @@ def test_a_broken_model_file_is_refused_and_the_loaded_model_stays(qtbot, client
         client.load_model(str(broken), context_length=2048)
     assert "broken.gguf" in blocker.args[0]
     assert client.info is not None
+    projector = tmp_path / "mmproj-broken.gguf"  # refused before the model in use goes, too
+    projector.write_bytes(b"GGUF" + b"\x00" * 64)
+    with qtbot.waitSignal(client.load_failed, timeout=LONG) as blocker:
+        client.load_model(None, str(projector), context_length=2048)
+    assert "mmproj-broken.gguf" in blocker.args[0] and client.info is not None
     _, stats, failure = run(qtbot, client, request("Hello", 1))
     assert failure is None and stats["decode_tokens"] >= 1
 

@@ -10,11 +10,10 @@ from safetensors import safe_open
 
 from engine.checkpoints.base import Checkpoint, is_gemma_norm
 from engine.checkpoints.names import canonical_name
-from engine.config import config_from_hf
+from engine.config import GEMMA3_TYPES, config_from_hf
 from engine.errors import ModelLoadError
 
 INDEX = "model.safetensors.index.json"
-GEMMA3_TYPES = ("gemma3", "gemma3_text")
 FLOAT_TYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names; anything else is not weights
 DOWNLOAD_AGAIN = "Download the checkpoint again."
 
