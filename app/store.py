@@ -69,6 +69,8 @@ class Store:
                     self.recovery_notice = store_db.recovery_notice(
                         damage, self.recovered_from_corruption, saved)
                 self.interrupted_ids = self.recover_interrupted() if recover else []
+                if recover:
+                    self.files.remove_leftovers()
             except BaseException:
                 self._db.close()
                 raise

@@ -66,6 +66,12 @@ class AttachmentFiles:
     def remove(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
 
+    def remove_leftovers(self) -> None:
+        """Half-copied files of a process killed while attaching: only the one app using these
+        chats may do this, as another could be copying now."""
+        for temp in self.root.glob("incoming-*"):
+            temp.unlink(missing_ok=True)
+
 
 def _write(out: BinaryIO, chunks) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0

@@ -109,3 +109,14 @@ def test_a_second_instance_is_refused_until_the_first_exits():
         assert (data_dir() / "instance.lock").exists()
     finally:
         release_instance_lock()
+
+
+def test_a_file_half_copied_when_the_app_died_is_removed_by_the_next_app(tmp_path):
+    Store(tmp_path / "chats.sqlite3").close()
+    leftover = tmp_path / "attachments" / "incoming-0123abcd"
+    leftover.parent.mkdir()
+    leftover.write_bytes(b"half a picture")
+    Store(tmp_path / "chats.sqlite3", recover=False).close()  # another process: may be copying
+    assert leftover.exists()
+    Store(tmp_path / "chats.sqlite3").close()
+    assert not leftover.exists()
