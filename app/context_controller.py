@@ -9,6 +9,7 @@ a new chat that carries a summary of this one.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from PySide6.QtCore import QObject, QTimer
 
@@ -63,7 +64,21 @@ class ContextController(QObject):
         return self.meter.usage
 
     def blocks_send(self) -> bool:
-        """True (and the choice shown) when the message being sent does not fit."""
+        """True when the message being sent does not fit (the choice is then shown), or while
+        an attachment is still being counted (it then goes by itself once it fits). Sent
+        regardless, a document too long would only be refused by the worker, too late to offer
+        reading it in sections."""
+        items = [i for i in self.chats.composer.items if not i.error]
+        counting = [i.name for i in items if i.token_cost is None]
+        if counting:
+            self.send_waiting = True
+            self.banner.show_message(f"Counting the tokens of {', '.join(counting)}; the "
+                                     "message goes as soon as it is known to fit.", "info",
+                                     "overflow")
+            return True
+        # the chips may know their costs before the next count of the whole message comes
+        self.meter.set_usage(replace(self.usage(), attachments=[
+            (i.name, i.token_cost) for i in items]))
         if self.usage().overflow <= 0:
             return False
         self.send_waiting = True

@@ -177,10 +177,11 @@ def picture(path, width: int = 320, height: int = 200, color: str = "#5b8def") -
 
 
 def send(qtbot, window, text: str) -> None:
-    """Type `text`, press Enter and wait for the answer to end."""
+    """Type `text`, press Enter and wait for the answer to end (a message with attachments
+    goes once they are counted)."""
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
     window.composer.set_text(text)
     QTest.keyClick(window.composer.input, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not window.chats.busy, timeout=FAST)
+    qtbot.waitUntil(lambda: not window.composer.text() and not window.chats.busy, timeout=FAST)

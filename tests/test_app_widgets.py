@@ -240,6 +240,29 @@ def test_a_document_longer_than_the_context_is_read_in_part_or_summarised(
     assert len(client.requests) == 1  # not sent by itself: Send was not pressed this time
 
 
+def test_send_pressed_while_a_document_is_counted_waits_for_its_count(qtbot, make_window,
+                                                                     tmp_path):
+    client = FakeClient(context_length=2048)
+    client.document_costs = {"big.txt": 5000}
+    window = make_window(client, max_answer_tokens=256)
+    big, small = tmp_path / "big.txt", tmp_path / "small.txt"
+    big.write_text("line\n" * 400)
+    small.write_text("a few words\n")
+    window.composer.add_paths([str(big)])
+    window.composer.set_text("What does it say?")
+    window.composer.request_send()  # at once: the chip is still counting
+    assert client.requests == [] and "Counting the tokens of big.txt" in \
+        window.banner.text.text()
+    qtbot.waitUntil(lambda: "Summarise in sections" in [
+        b.text() for b in window.banner.findChildren(QAbstractButton)], timeout=FAST)
+    assert client.requests == []  # not sent to be refused: the choices are offered
+    window.composer.remove(window.composer.items[0].key)
+    window.composer.add_paths([str(small)])
+    window.composer.request_send()
+    qtbot.waitUntil(lambda: len(client.requests) == 1, timeout=FAST)  # it fits: sent by itself
+    assert client.requests[0]["turns"][-1]["attachments"][0]["name"] == "small.txt"
+
+
 def test_a_text_too_long_for_the_context_can_become_a_document(qtbot, make_window):
     client = FakeClient(context_length=2048)
     client.document_costs = {"Pasted text 1.txt": 3000}
