@@ -98,8 +98,9 @@ class ContextController(QObject):
                       answer_reserve(self.chats.settings.max_answer_tokens, context))
         self.meter.set_usage(usage)
         if usage.overflow:
-            self._offer(usage.overflow)
-            return
+            if self.banner.kind not in ("document", "summary"):  # a summary being written, or
+                self._offer(usage.overflow)  # how it ended, is the news; the choice is back
+            return  # on Send
         if self.pending_resend:
             return  # the worker's exact count said it does not fit; the choice stays open
         if self.banner.kind == "overflow":

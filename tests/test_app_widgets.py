@@ -313,6 +313,9 @@ def test_summary_progress_updates_the_banner_under_a_stop_button_that_stays_put(
         return [b for b in window.banner.findChildren(QAbstractButton) if b.text() == "Stop"]
 
     stop = stop_buttons()[0]
+    window.composer.set_text("What does it say?")  # a new count: still too long
+    qtbot.waitUntil(lambda: window.meter.usage.draft > 0, timeout=FAST)
+    assert window.banner.kind == "document"  # the progress is not replaced by the choice
     for fraction in (0.25, 0.5):
         client.task_progress.emit(7, fraction, "section 2 of 3 (lines 100-200)")
         assert f"section 2 of 3 (lines 100-200) ({int(fraction * 100)}%)" in \
