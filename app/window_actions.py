@@ -133,8 +133,12 @@ class WindowActions(QObject):
         w.settings.__dict__.update(new.__dict__)  # everyone holds this one object
         settings_store.save(w.settings)
         if chat is not None and dialog.result_chat_prompt() != chat.system_prompt:
-            w.store.set_system_prompt(chat.id, dialog.result_chat_prompt())
-            w.chat_model.set_system_note(dialog.result_chat_prompt())
+            try:
+                w.store.set_system_prompt(chat.id, dialog.result_chat_prompt())
+                w.chat_model.set_system_note(dialog.result_chat_prompt())
+            except OSError as exc:
+                w.banner.show_message(f"This chat's instructions could not be saved: {exc}",
+                                      "error", "store")
         theme.apply(QApplication.instance(), new.theme, new.font_size)
         if new.device != old_device:
             w.load_model()

@@ -61,6 +61,24 @@ def test_a_chat_that_cannot_be_deleted_says_so_and_stays(qtbot, make_window, mon
     assert window.store.has_conversation(chat.id)
 
 
+def test_chat_instructions_that_cannot_be_saved_say_so(qtbot, make_window, monkeypatch):
+    from app.settings_dialog import SettingsDialog
+
+    window = make_window()
+    send(qtbot, window, "hello")
+
+    def accept(dialog):
+        dialog.chat_prompt.setPlainText("Answer in French.")
+        return 1
+
+    monkeypatch.setattr(SettingsDialog, "exec", accept)
+    monkeypatch.setattr(window.store, "set_system_prompt", disk_full)
+    window.actions.settings.trigger()
+    assert window.banner.kind == "store" and "instructions could not be saved" in \
+        window.banner.text.text()
+    assert window.chat_model.row_at(0).kind != "system"  # not shown as if it were kept
+
+
 def test_a_second_window_leaves_the_first_windows_answer_streaming(qtbot):
     """The first window's answer is still being written: the second must not mark it
     interrupted (it takes the instance lock before opening the chats)."""
