@@ -75,6 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     return run_window(args.files)
 
 
+def reporting_errors(window, previous):
+    """An excepthook for errors no handler caught (Qt prints them and goes on): the window's
+    banner says what happened, so nothing fails silently; the traceback still goes to stderr."""
+    from PySide6.QtCore import QCoreApplication, QThread
+
+    def hook(kind, error, trace) -> None:
+        previous(kind, error, trace)
+        if QThread.currentThread() is not QCoreApplication.instance().thread():
+            return  # widgets belong to the GUI thread
+        text = str(error) if isinstance(error, OSError) else (
+            f"Something unexpected went wrong ({kind.__name__}: {error}). Gemma Desk goes on; "
+            "if it happens again, please report it.")
+        window.banner.show_message(text, "error", "unexpected")
+
+    return hook
+
+
 def run_window(files: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
@@ -94,6 +111,7 @@ def run_window(files: list[str]) -> int:
 
         QMessageBox.critical(None, "Gemma Desk", f"Gemma Desk cannot start.\n\n{exc}")
         return 1
+    previous_hook, sys.excepthook = sys.excepthook, reporting_errors(window, sys.excepthook)
     forwarder = FileOpenForwarder(window)
     qt_app.installEventFilter(forwarder)
     window.show()
@@ -103,6 +121,7 @@ def run_window(files: list[str]) -> int:
         return qt_app.exec()
     finally:
         qt_app.removeEventFilter(forwarder)
+        sys.excepthook = previous_hook
 
 
 if __name__ == "__main__":

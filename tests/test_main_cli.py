@@ -63,6 +63,32 @@ def test_chats_that_cannot_be_opened_are_a_message_not_a_traceback(monkeypatch, 
                      "read-only"]
 
 
+def test_an_error_no_handler_caught_is_shown_in_the_banner(qapp, capsys):
+    import threading
+
+    class Banner:
+        def __init__(self):
+            self.shown = []
+
+        def show_message(self, text, level, kind):
+            self.shown.append((text, level, kind))
+
+    class Window:
+        banner = Banner()
+
+    hook = app_main.reporting_errors(Window, sys.__excepthook__)
+    for error in (OSError("Could not save your chat: the disk is full."), KeyError("row")):
+        hook(type(error), error, None)
+    worker = threading.Thread(target=hook, args=(ValueError, ValueError("x"), None))
+    worker.start()
+    worker.join()  # from another thread: printed only, widgets are the GUI thread's
+    assert Window.banner.shown == [
+        ("Could not save your chat: the disk is full.", "error", "unexpected"),
+        ("Something unexpected went wrong (KeyError: 'row'). Gemma Desk goes on; if it happens "
+         "again, please report it.", "error", "unexpected")]
+    assert capsys.readouterr().err.count("Error") == 3  # every one still printed
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         app_main.parse_args(["--version"])
