@@ -68,8 +68,7 @@ class ContextController(QObject):
         an attachment is still being counted (it then goes by itself once it fits). Sent
         regardless, a document too long would only be refused by the worker, too late to offer
         reading it in sections."""
-        items = [i for i in self.chats.composer.items if not i.error]
-        counting = [i.name for i in items if i.token_cost is None]
+        counting = [i.name for i in self._attached() if i.token_cost is None]
         if counting:
             self.send_waiting = True
             self.banner.show_message(f"Counting the tokens of {', '.join(counting)}; the "
@@ -77,13 +76,19 @@ class ContextController(QObject):
                                      "overflow")
             return True
         # the chips may know their costs before the next count of the whole message comes
-        self.meter.set_usage(replace(self.usage(), attachments=[
-            (i.name, i.token_cost) for i in items]))
+        self.meter.set_usage(replace(self.usage(), attachments=self._attachment_costs()))
         if self.usage().overflow <= 0:
             return False
         self.send_waiting = True
         self._offer(self.usage().overflow)
         return True
+
+    def _attached(self) -> list:
+        return [i for i in self.chats.composer.items if not i.error]
+
+    def _attachment_costs(self) -> list[tuple[str, int]]:
+        """(name, tokens) of each usable attachment, as its chip knows it now."""
+        return [(i.name, i.token_cost or 0) for i in self._attached()]
 
     # -- counting ------------------------------------------------------------------------------
 
@@ -92,9 +97,8 @@ class ContextController(QObject):
             return  # an older count; a newer one is on its way
         context = result.get("context_length", 0)
         self.per_turn = result.get("per_turn", [])
-        items = [i for i in self.chats.composer.items if not i.error]
         usage = Usage(context, result.get("history", 0), result.get("draft", 0),
-                      [(i.name, i.token_cost or 0) for i in items],
+                      self._attachment_costs(),
                       answer_reserve(self.chats.settings.max_answer_tokens, context))
         self.meter.set_usage(usage)
         if usage.overflow:
